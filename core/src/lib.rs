@@ -1,7 +1,60 @@
 //! The gateway's message engine: tenants, exchanges, queues, consumer groups and
 //! durable storage, with no network I/O. Protocol adapters (AMQP, MQTT, HTTP)
 //! translate their wire protocols onto this crate's API.
+//!
+//! # Layout
+//! - `engine.rs`: [`Engine`], the handle adapters hold; recovery; publishing,
+//!   dead-lettering and deletion (what spans queues).
+//! - `tenant.rs`: [`Tenant`], one vhost's exchanges, queues and bindings.
+//! - `routing/`: exchanges, the topic trie, headers matching.
+//! - `queue/`: [`Queue`] (`mod.rs`), its log (`log.rs`), consumer groups and the
+//!   delivery state machine (`group.rs`), FIFO order (`fifo.rs`), settings,
+//!   and the [`Consumer`] handle.
+//! - `store/`: the fjall store, record shapes and the group-commit thread.
+//! - `auth.rs`, `delay.rs`, `deadletter.rs`, `timers.rs`, `names.rs`.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> gw_core::Result<()> {
+//! use gw_core::{Engine, EngineConfig, Message, QueueSpec, ConsumerSpec, DEFAULT_GROUP};
+//! let dir = tempfile::tempdir().unwrap();
+//! let engine = Engine::open(EngineConfig::new(dir.path()))?;
+//! let tenant = engine.tenant("/")?;
+//! let (queue, _) = tenant.declare_queue("hello", QueueSpec { default_group: true, ..Default::default() })?;
+//! let mut m = Message::new("hi");
+//! m.routing_key = "hello".into();
+//! tenant.publish(m)?;
+//! let consumer = queue.consume(DEFAULT_GROUP, ConsumerSpec::default())?;
+//! let mut got = Vec::new();
+//! consumer.take(10, &mut got).await?;
+//! assert_eq!(&got[0].message.body[..], b"hi");
+//! consumer.ack(got[0].tag)?;
+//! # drop(consumer); engine.close(); Ok(()) }
+//! ```
 
+mod auth;
+mod deadletter;
+mod delay;
+mod engine;
+mod error;
 mod message;
+mod names;
+mod queue;
+mod routing;
+mod store;
+mod tenant;
+mod timers;
 
-pub use message::{now_millis, HeaderValue, Headers, Message, MessageId, Properties, UnixMillis};
+pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
+pub use engine::{Engine, EngineConfig, dead_letter_queue_name};
+pub use error::{Error, Result, StoreError};
+pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
+pub use names::{MAX_NAME_LEN, is_reserved};
+pub use queue::{
+    Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag, GroupStats, Overflow,
+    PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition, TagFilter,
+};
+pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
+pub use store::records::GroupCounters;
+pub use store::{STORE_FORMAT, SyncPolicy, Ticket};
+pub use tenant::{ExchangeInfo, PREDECLARED, PublishReceipt, QueueSpec, Tenant};

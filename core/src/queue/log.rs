@@ -1,0 +1,227 @@
+//! A queue's log: sequence numbers `[head, next_seq)`, the newest part of it
+//! held in memory (the window), the rest on disk.
+//!
+//! Messages leave memory when the window outgrows its budget (oldest first)
+//! and leave the log only from the head, once every group has settled them
+//! and their retention has passed. Groups read the log through their own
+//! cursors; a group behind the window reads from disk (see `group.rs`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::message::{Message, UnixMillis};
+use crate::store::records::{LogBody, LogRecord};
+use crate::store::Store;
+use crate::error::Result;
+
+use super::QueueSettings;
+
+/// A message as one queue holds it.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub msg: Arc<Message>,
+    /// When it expires in this queue (`u64::MAX`: never).
+    pub expires_at: UnixMillis,
+    /// Bytes accounted against limits.
+    pub size: u32,
+    /// Whether the log entry is (or will be) on disk.
+    pub persisted: bool,
+}
+
+impl Entry {
+    pub fn new(msg: Arc<Message>, settings: &QueueSettings, persisted: bool) -> Self {
+        let ttl = match (msg.ttl_millis(), settings.message_ttl_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let expires_at = ttl.map_or(u64::MAX, |t| msg.published_at.saturating_add(t));
+        let size = u32::try_from(msg.accounted_size()).unwrap_or(u32::MAX);
+        Entry { msg, expires_at, size, persisted }
+    }
+
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        self.expires_at <= now
+    }
+
+    pub fn priority(&self, max: Option<u8>) -> u8 {
+        match max {
+            Some(m) => self.msg.properties.priority.unwrap_or(0).min(m),
+            None => 0,
+        }
+    }
+}
+
+pub(crate) struct Log {
+    pub queue_id: u64,
+    /// Oldest sequence number still retained.
+    pub head: u64,
+    /// Sequence number the next message gets.
+    pub next_seq: u64,
+    window_start: u64,
+    window: VecDeque<Entry>,
+    window_bytes: u64,
+    /// Bytes of `[head, next_seq)`.
+    pub retained_bytes: u64,
+    /// Bytes ever appended (groups subtract what they read to know their backlog).
+    pub appended_bytes: u64,
+    /// Entries stored as references to a shared body: seq → message id.
+    pub shared: BTreeMap<u64, u64>,
+    /// Some entry below the window may be on disk (durable, or spilled).
+    pub disk_below_window: bool,
+}
+
+impl Log {
+    pub fn new(queue_id: u64, head: u64, next_seq: u64) -> Self {
+        Log {
+            queue_id,
+            head,
+            next_seq,
+            window_start: next_seq,
+            window: VecDeque::new(),
+            window_bytes: 0,
+            retained_bytes: 0,
+            appended_bytes: 0,
+            shared: BTreeMap::new(),
+            disk_below_window: head < next_seq,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.next_seq - self.head
+    }
+
+    pub fn window_start(&self) -> u64 {
+        self.window_start
+    }
+
+    pub fn window_bytes(&self) -> u64 {
+        self.window_bytes
+    }
+
+    /// Appends; returns the new entry's sequence number.
+    pub fn push(&mut self, entry: Entry) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.window_bytes += u64::from(entry.size);
+        self.retained_bytes += u64::from(entry.size);
+        self.appended_bytes += u64::from(entry.size);
+        self.window.push_back(entry);
+        seq
+    }
+
+    /// The entry if it is in memory.
+    pub fn in_memory(&self, seq: u64) -> Option<&Entry> {
+        let i = seq.checked_sub(self.window_start)?;
+        self.window.get(usize::try_from(i).ok()?)
+    }
+
+    /// Takes the oldest in-memory entry out of memory (the caller makes sure it is on disk).
+    pub fn evict_front(&mut self) -> Option<(u64, Entry)> {
+        let e = self.window.pop_front()?;
+        let seq = self.window_start;
+        self.window_start += 1;
+        self.window_bytes -= u64::from(e.size);
+        self.disk_below_window = true;
+        Some((seq, e))
+    }
+
+    /// The oldest in-memory entry.
+    pub fn front(&self) -> Option<(u64, &Entry)> {
+        self.window.front().map(|e| (self.window_start, e))
+    }
+
+    /// Drops `[head, new_head)` from the log; returns the ranges `[a, b)` that
+    /// have entries on disk, which the caller deletes from the store.
+    pub fn trim_head(&mut self, new_head: u64, on_disk: &mut Vec<(u64, u64)>) {
+        let new_head = new_head.min(self.next_seq);
+        if new_head <= self.head {
+            return;
+        }
+        if self.disk_below_window && self.head < self.window_start {
+            on_disk.push((self.head, new_head.min(self.window_start)));
+        }
+        let mut run: Option<(u64, u64)> = None;
+        while self.window_start < new_head {
+            let Some(e) = self.window.pop_front() else { break };
+            let seq = self.window_start;
+            self.window_start += 1;
+            self.window_bytes -= u64::from(e.size);
+            self.retained_bytes = self.retained_bytes.saturating_sub(u64::from(e.size));
+            if e.persisted {
+                run = match run {
+                    Some((a, b)) if b == seq => Some((a, seq + 1)),
+                    Some(r) => {
+                        on_disk.push(r);
+                        Some((seq, seq + 1))
+                    }
+                    None => Some((seq, seq + 1)),
+                };
+            }
+        }
+        if let Some(r) = run {
+            on_disk.push(r);
+        }
+        if self.head < self.window_start.min(new_head) {
+            // Entries that were only on disk: their sizes are unknown here, so
+            // scale the retained bytes down by the share removed.
+            let removed = self.window_start.min(new_head) - self.head;
+            let total = self.next_seq - self.head;
+            if total > 0 {
+                self.retained_bytes -= self.retained_bytes.saturating_mul(removed) / total;
+            }
+        }
+        self.head = new_head;
+        if self.window_start < new_head {
+            self.window_start = new_head;
+        }
+        if self.head >= self.window_start {
+            self.disk_below_window = false;
+        }
+    }
+
+    /// Decodes a stored record into an entry; `None` when the record is a
+    /// memory-only message from before a restart.
+    pub fn entry_from_record(
+        store: &Store,
+        settings: &QueueSettings,
+        record: LogRecord,
+    ) -> Result<Option<Entry>> {
+        if record.transient_epoch.is_some_and(|e| e != store.epoch) {
+            return Ok(None);
+        }
+        let persisted = record.transient_epoch.is_none();
+        let msg = match record.body {
+            LogBody::Inline(m) => m,
+            LogBody::Shared(id) => match store.get_body(id)? {
+                Some(m) => m,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Entry::new(Arc::new(msg), settings, persisted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, persisted: bool) -> Entry {
+        Entry::new(Arc::new(Message::new(vec![n; 10])), &QueueSettings::default(), persisted)
+    }
+
+    #[test]
+    fn trim_reports_disk_ranges() {
+        let mut log = Log::new(1, 0, 0);
+        for i in 0..6 {
+            log.push(entry(i, i != 2));
+        }
+        let mut out = Vec::new();
+        log.evict_front();
+        log.trim_head(4, &mut out);
+        assert_eq!(out, vec![(0, 1), (1, 2), (3, 4)]);
+        assert_eq!(log.head, 4);
+        assert!(log.in_memory(4).is_some());
+        assert!(log.in_memory(3).is_none());
+        assert_eq!(log.len(), 2);
+    }
+}

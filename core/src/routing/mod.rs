@@ -1,0 +1,277 @@
+//! Exchanges and bindings: where a published message goes.
+//!
+//! An exchange routes by its kind — direct (exact key), fanout (everyone),
+//! topic (`*`/`#` patterns, `topic.rs`), headers (`headers.rs`) — to queues
+//! and, for exchange-to-exchange bindings, to other exchanges. The default
+//! exchange (`""`) is not stored: it routes to the queue named by the key.
+
+mod headers;
+mod topic;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::message::{Headers, Message};
+use crate::queue::Queue;
+use headers::HeaderMatch;
+use topic::TopicTrie;
+
+/// How an exchange picks destinations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExchangeKind {
+    /// Routing key equals binding key.
+    Direct,
+    /// Every binding.
+    Fanout,
+    /// Binding key is a pattern of `.`-separated words with `*` and `#`.
+    Topic,
+    /// Binding arguments are matched against message headers.
+    Headers,
+}
+
+impl ExchangeKind {
+    /// Parses AMQP's type names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(ExchangeKind::Direct),
+            "fanout" => Some(ExchangeKind::Fanout),
+            "topic" => Some(ExchangeKind::Topic),
+            "headers" => Some(ExchangeKind::Headers),
+            _ => None,
+        }
+    }
+
+    /// AMQP's type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// What an exchange is declared with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeSpec {
+    /// Its kind.
+    pub kind: ExchangeKind,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Deleted when its last binding (as a source) goes.
+    pub auto_delete: bool,
+    /// Clients may not publish to it directly.
+    pub internal: bool,
+    /// Where messages go that no binding routes (RabbitMQ's `alternate-exchange`).
+    pub alternate_exchange: Option<String>,
+    /// Declaration arguments as given.
+    pub arguments: Headers,
+}
+
+impl ExchangeSpec {
+    /// A durable exchange of this kind with nothing else set.
+    pub fn new(kind: ExchangeKind) -> Self {
+        ExchangeSpec { kind, durable: true, auto_delete: false, internal: false, alternate_exchange: None, arguments: Headers::new() }
+    }
+}
+
+/// What a binding points at.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Destination {
+    /// A queue of the same tenant.
+    Queue(String),
+    /// An exchange of the same tenant.
+    Exchange(String),
+}
+
+impl Destination {
+    /// The destination's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Queue(n) | Destination::Exchange(n) => n,
+        }
+    }
+}
+
+/// A binding from an exchange to a destination.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BindingSpec {
+    /// The exchange messages come from.
+    pub source: String,
+    /// Where they go.
+    pub destination: Destination,
+    /// Binding key (pattern for topic exchanges; ignored by fanout and headers).
+    pub routing_key: String,
+    /// Binding arguments (the match table of headers exchanges).
+    pub arguments: Headers,
+}
+
+/// A resolved destination.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Queue(Arc<Queue>),
+    Exchange(Arc<Exchange>),
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Target::Queue(a), Target::Queue(b)) => Arc::ptr_eq(a, b),
+            (Target::Exchange(a), Target::Exchange(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Queue(q) => write!(f, "queue {}", q.name()),
+            Target::Exchange(x) => write!(f, "exchange {}", x.name),
+        }
+    }
+}
+
+/// An exchange with its bindings.
+pub(crate) struct Exchange {
+    pub name: String,
+    pub spec: ExchangeSpec,
+    table: RwLock<BindingTable>,
+}
+
+#[derive(Default)]
+struct BindingTable {
+    specs: Vec<BindingSpec>,
+    direct: HashMap<String, Vec<Target>>,
+    fanout: Vec<Target>,
+    topic: Option<TopicTrie<Target>>,
+    headers: Vec<(HeaderMatch, Target)>,
+}
+
+impl Exchange {
+    pub fn new(name: String, spec: ExchangeSpec) -> Self {
+        Exchange { name, spec, table: RwLock::new(BindingTable::default()) }
+    }
+
+    /// Adds a binding; false when it existed.
+    pub fn bind(&self, spec: BindingSpec, target: Target) -> Result<bool> {
+        let mut t = self.table.write();
+        if t.specs.contains(&spec) {
+            return Ok(false);
+        }
+        match self.spec.kind {
+            ExchangeKind::Direct => t.direct.entry(spec.routing_key.clone()).or_default().push(target),
+            ExchangeKind::Fanout => t.fanout.push(target),
+            ExchangeKind::Topic => {
+                t.topic.get_or_insert_with(TopicTrie::new).insert(&spec.routing_key, target);
+            }
+            ExchangeKind::Headers => {
+                let m = HeaderMatch::from_arguments(&spec.arguments).map_err(|r| Error::invalid("binding arguments", r))?;
+                t.headers.push((m, target));
+            }
+        }
+        t.specs.push(spec);
+        Ok(true)
+    }
+
+    /// Removes a binding; false when there was none.
+    pub fn unbind(&self, spec: &BindingSpec, target: &Target) -> bool {
+        let mut t = self.table.write();
+        let Some(pos) = t.specs.iter().position(|s| s == spec) else { return false };
+        t.specs.remove(pos);
+        match self.spec.kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = t.direct.get_mut(&spec.routing_key) {
+                    if let Some(i) = v.iter().position(|x| x == target) {
+                        v.remove(i);
+                    }
+                    if v.is_empty() {
+                        t.direct.remove(&spec.routing_key);
+                    }
+                }
+            }
+            ExchangeKind::Fanout => {
+                if let Some(i) = t.fanout.iter().position(|x| x == target) {
+                    t.fanout.remove(i);
+                }
+            }
+            ExchangeKind::Topic => {
+                if let Some(trie) = &mut t.topic {
+                    trie.remove(&spec.routing_key, target);
+                }
+            }
+            ExchangeKind::Headers => {
+                if let Ok(m) = HeaderMatch::from_arguments(&spec.arguments) {
+                    if let Some(i) = t.headers.iter().position(|(hm, x)| *hm == m && x == target) {
+                        t.headers.remove(i);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes every binding to `dest`; returns the removed specs.
+    pub fn unbind_destination(&self, dest: &Destination, target: &Target) -> Vec<BindingSpec> {
+        let mut t = self.table.write();
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut t.specs).into_iter().partition(|s| s.destination == *dest);
+        t.specs = kept;
+        if gone.is_empty() {
+            return gone;
+        }
+        t.direct.retain(|_, v| {
+            v.retain(|x| x != target);
+            !v.is_empty()
+        });
+        t.fanout.retain(|x| x != target);
+        if let Some(trie) = &mut t.topic {
+            trie.retain(&mut |x| x != target);
+        }
+        t.headers.retain(|(_, x)| x != target);
+        gone
+    }
+
+    /// The bindings with this exchange as source.
+    pub fn bindings(&self) -> Vec<BindingSpec> {
+        self.table.read().specs.clone()
+    }
+
+    pub fn binding_count(&self) -> usize {
+        self.table.read().specs.len()
+    }
+
+    /// Appends the destinations this exchange picks for a message.
+    pub fn targets(&self, msg: &Message, out: &mut Vec<Target>) {
+        let t = self.table.read();
+        match self.spec.kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = t.direct.get(&msg.routing_key) {
+                    out.extend(v.iter().cloned());
+                }
+            }
+            ExchangeKind::Fanout => out.extend(t.fanout.iter().cloned()),
+            ExchangeKind::Topic => {
+                if let Some(trie) = &t.topic {
+                    trie.matches(&msg.routing_key, out);
+                }
+            }
+            ExchangeKind::Headers => {
+                out.extend(t.headers.iter().filter(|(m, _)| m.matches(&msg.headers)).map(|(_, x)| x.clone()));
+            }
+        }
+    }
+}
+
+/// Checks a topic binding key or any other binding for obvious mistakes.
+pub(crate) fn check_binding(spec: &BindingSpec, kind: ExchangeKind) -> Result<()> {
+    crate::names::check_key("binding key", &spec.routing_key)?;
+    if kind == ExchangeKind::Headers {
+        HeaderMatch::from_arguments(&spec.arguments).map_err(|r| Error::invalid("binding arguments", r))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! Helpers shared by the engine's tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use gw_core::{
+    ConsumerSpec, Delivery, Engine, EngineConfig, Message, Queue, QueueSettings, QueueSpec, SyncPolicy, DEFAULT_GROUP,
+};
+
+pub fn open(dir: &std::path::Path) -> Engine {
+    let mut c = EngineConfig::new(dir);
+    c.sync = SyncPolicy::Never;
+    Engine::open(c).expect("engine opens")
+}
+
+pub fn msg(key: &str, body: &str) -> Message {
+    let mut m = Message::new(body.to_owned());
+    m.routing_key = key.into();
+    m.properties.delivery_mode = Some(2);
+    m
+}
+
+pub fn spec(settings: QueueSettings) -> QueueSpec {
+    QueueSpec { durable: true, settings, default_group: true, ..Default::default() }
+}
+
+pub fn body(d: &Delivery) -> String {
+    String::from_utf8_lossy(&d.message.body).into_owned()
+}
+
+/// Takes everything available now (waiting briefly for the first).
+pub async fn drain(q: &Queue, group: &str, ack: bool) -> Vec<Delivery> {
+    let c = q.consume(group, ConsumerSpec { no_ack: ack, ..Default::default() }).expect("consume");
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), c.take(1000, &mut out)).await {
+            Ok(Ok(_)) => continue,
+            _ => break,
+        }
+    }
+    out
+}
+
+pub fn default_group() -> &'static str {
+    DEFAULT_GROUP
+}
