@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use parking_lot::RwLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,12 @@ pub struct Permission {
 impl Permission {
     /// Everything on a tenant.
     pub fn full(tenant: &str) -> Self {
-        Permission { tenant: tenant.into(), configure: ".*".into(), write: ".*".into(), read: ".*".into() }
+        Permission {
+            tenant: tenant.into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }
     }
 }
 
@@ -96,7 +101,9 @@ fn compile(pattern: &str) -> Result<Option<Regex>> {
         return Ok(None);
     }
     // RabbitMQ matches the whole pattern anywhere unless anchored; the same here.
-    Regex::new(pattern).map(Some).map_err(|e| Error::invalid("permission pattern", e.to_string()))
+    Regex::new(pattern)
+        .map(Some)
+        .map_err(|e| Error::invalid("permission pattern", e.to_string()))
 }
 
 /// An authenticated user, as the doors hold it for a connection.
@@ -109,7 +116,10 @@ pub struct Principal {
 
 impl std::fmt::Debug for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Principal").field("user", &self.user).field("tags", &self.tags).finish()
+        f.debug_struct("Principal")
+            .field("user", &self.user)
+            .field("tags", &self.tags)
+            .finish()
     }
 }
 
@@ -127,7 +137,11 @@ impl Principal {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Principal { user: rec.name.as_str().into(), tags: rec.tags.clone().into(), permissions: permissions.into() })
+        Ok(Principal {
+            user: rec.name.as_str().into(),
+            tags: rec.tags.clone().into(),
+            permissions: permissions.into(),
+        })
     }
 
     /// The user name.
@@ -153,15 +167,23 @@ impl Principal {
     /// Checks one access to a named resource; the default exchange is checked
     /// as `amq.default`, as RabbitMQ does.
     pub fn check(&self, tenant: &str, access: Access, resource: &str) -> Result<()> {
-        let resource = if resource.is_empty() { "amq.default" } else { resource };
-        let allowed = self.permissions.iter().filter(|p| p.tenant == tenant).any(|p| {
-            let re = match access {
-                Access::Configure => &p.configure,
-                Access::Write => &p.write,
-                Access::Read => &p.read,
-            };
-            re.as_ref().is_some_and(|r| r.is_match(resource))
-        });
+        let resource = if resource.is_empty() {
+            "amq.default"
+        } else {
+            resource
+        };
+        let allowed = self
+            .permissions
+            .iter()
+            .filter(|p| p.tenant == tenant)
+            .any(|p| {
+                let re = match access {
+                    Access::Configure => &p.configure,
+                    Access::Write => &p.write,
+                    Access::Read => &p.read,
+                };
+                re.as_ref().is_some_and(|r| r.is_match(resource))
+            });
         if allowed {
             Ok(())
         } else {
@@ -229,17 +251,26 @@ impl Users {
     }
 
     /// Checks a login. Wrong user and wrong password give the same error.
-    pub fn authenticate(&self, name: &str, password: &[u8], peer: Option<IpAddr>) -> Result<Principal> {
+    pub fn authenticate(
+        &self,
+        name: &str,
+        password: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
         let fail = || Error::AuthenticationFailed(name.to_owned());
         let rec = self.get(name).ok_or_else(fail)?;
         if rec.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
-            return Err(Error::AuthenticationFailed(format!("{name} (only from loopback)")));
+            return Err(Error::AuthenticationFailed(format!(
+                "{name} (only from loopback)"
+            )));
         }
         let digest: [u8; 32] = Sha256::digest(password).into();
         let known = self.verified.read().get(name).is_some_and(|d| *d == digest);
         if !known {
             let hash = PasswordHash::new(&rec.password_hash).map_err(|_| fail())?;
-            Argon2::default().verify_password(password, &hash).map_err(|_| fail())?;
+            Argon2::default()
+                .verify_password(password, &hash)
+                .map_err(|_| fail())?;
             self.verified.write().insert(name.to_owned(), digest);
         }
         Principal::from_record(&rec)
@@ -248,7 +279,9 @@ impl Users {
     /// The principal of a user without a password check (anonymous logins the
     /// configuration maps to a user).
     pub fn principal(&self, name: &str) -> Result<Principal> {
-        let rec = self.get(name).ok_or_else(|| Error::not_found("user", name))?;
+        let rec = self
+            .get(name)
+            .ok_or_else(|| Error::not_found("user", name))?;
         Principal::from_record(&rec)
     }
 }
@@ -257,7 +290,8 @@ impl Users {
 pub(crate) fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::invalid("password", e.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| Error::invalid("password", e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -283,7 +317,12 @@ mod tests {
             password_hash: hash_password(pw).unwrap(),
             tags: vec![],
             loopback_only,
-            permissions: vec![Permission { tenant: "/".into(), configure: "^own-".into(), write: ".*".into(), read: "".into() }],
+            permissions: vec![Permission {
+                tenant: "/".into(),
+                configure: "^own-".into(),
+                write: ".*".into(),
+                read: "".into(),
+            }],
         }
     }
 
@@ -300,7 +339,11 @@ mod tests {
         assert!(users.authenticate("a", b"secret", Some(local)).is_ok());
         assert!(users.authenticate("a", b"wrong", Some(local)).is_err());
         assert!(users.authenticate("a", b"secret", Some(remote)).is_err());
-        assert!(users.authenticate("nobody", b"secret", Some(local)).is_err());
+        assert!(
+            users
+                .authenticate("nobody", b"secret", Some(local))
+                .is_err()
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@ use crate::message::{HeaderValue, Headers, Message};
 use crate::queue::DeathReason;
 
 /// The message as it leaves `queue` for its dead-letter target.
-pub(crate) fn dead_lettered(original: &Message, queue: &str, reason: DeathReason, now: u64) -> Message {
+pub(crate) fn dead_lettered(
+    original: &Message,
+    queue: &str,
+    reason: DeathReason,
+    now: u64,
+) -> Message {
     let mut m = original.clone();
     let reason_s = reason.as_str();
     let mut deaths = match m.headers.remove("x-death") {
@@ -32,28 +37,45 @@ pub(crate) fn dead_lettered(original: &Message, queue: &str, reason: DeathReason
         },
         None => Headers::new(),
     };
-    let count = entry.get("count").and_then(HeaderValue::as_i64).unwrap_or(0) + 1;
+    let count = entry
+        .get("count")
+        .and_then(HeaderValue::as_i64)
+        .unwrap_or(0)
+        + 1;
     entry.set("count", HeaderValue::I64(count));
     entry.set("reason", HeaderValue::string(reason_s));
     entry.set("queue", HeaderValue::string(queue));
     entry.set("time", HeaderValue::Timestamp(now / 1000));
     entry.set("exchange", HeaderValue::string(original.exchange.clone()));
-    entry.set("routing-keys", HeaderValue::Array(vec![HeaderValue::string(original.routing_key.clone())]));
-    if reason == DeathReason::Expired {
-        if let Some(exp) = m.properties.expiration.take() {
-            entry.set("original-expiration", HeaderValue::string(exp));
-        }
+    entry.set(
+        "routing-keys",
+        HeaderValue::Array(vec![HeaderValue::string(original.routing_key.clone())]),
+    );
+    if reason == DeathReason::Expired
+        && let Some(exp) = m.properties.expiration.take()
+    {
+        entry.set("original-expiration", HeaderValue::string(exp));
     }
     deaths.insert(0, HeaderValue::Table(entry));
     m.headers.set("x-death", HeaderValue::Array(deaths));
     if m.headers.get("x-first-death-reason").is_none() {
-        m.headers.set("x-first-death-reason", HeaderValue::string(reason_s));
-        m.headers.set("x-first-death-queue", HeaderValue::string(queue));
-        m.headers.set("x-first-death-exchange", HeaderValue::string(original.exchange.clone()));
+        m.headers
+            .set("x-first-death-reason", HeaderValue::string(reason_s));
+        m.headers
+            .set("x-first-death-queue", HeaderValue::string(queue));
+        m.headers.set(
+            "x-first-death-exchange",
+            HeaderValue::string(original.exchange.clone()),
+        );
     }
-    m.headers.set("x-last-death-reason", HeaderValue::string(reason_s));
-    m.headers.set("x-last-death-queue", HeaderValue::string(queue));
-    m.headers.set("x-last-death-exchange", HeaderValue::string(original.exchange.clone()));
+    m.headers
+        .set("x-last-death-reason", HeaderValue::string(reason_s));
+    m.headers
+        .set("x-last-death-queue", HeaderValue::string(queue));
+    m.headers.set(
+        "x-last-death-exchange",
+        HeaderValue::string(original.exchange.clone()),
+    );
     m.published_at = now;
     m
 }
@@ -61,7 +83,9 @@ pub(crate) fn dead_lettered(original: &Message, queue: &str, reason: DeathReason
 /// True when dead-lettering `m` into `queue` would go round a cycle with no
 /// rejection in it (RabbitMQ drops such messages rather than loop forever).
 pub(crate) fn is_cycle(m: &Message, queue: &str) -> bool {
-    let Some(HeaderValue::Array(deaths)) = m.headers.get("x-death") else { return false };
+    let Some(HeaderValue::Array(deaths)) = m.headers.get("x-death") else {
+        return false;
+    };
     let mut seen = false;
     for d in deaths {
         if let HeaderValue::Table(h) = d {
@@ -90,15 +114,38 @@ mod tests {
         assert_eq!(once.properties.expiration, None);
         let twice = dead_lettered(&once, "q1", DeathReason::Expired, 6_000);
         let other = dead_lettered(&twice, "q2", DeathReason::Rejected, 7_000);
-        let Some(HeaderValue::Array(d)) = other.headers.get("x-death") else { panic!("no x-death") };
+        let Some(HeaderValue::Array(d)) = other.headers.get("x-death") else {
+            panic!("no x-death")
+        };
         assert_eq!(d.len(), 2);
-        let HeaderValue::Table(first) = &d[0] else { panic!() };
+        let HeaderValue::Table(first) = &d[0] else {
+            panic!()
+        };
         assert_eq!(first.get("queue").and_then(HeaderValue::as_str), Some("q2"));
-        let HeaderValue::Table(second) = &d[1] else { panic!() };
+        let HeaderValue::Table(second) = &d[1] else {
+            panic!()
+        };
         assert_eq!(second.get("count"), Some(&HeaderValue::I64(2)));
-        assert_eq!(second.get("original-expiration").and_then(HeaderValue::as_str), Some("100"));
-        assert_eq!(other.headers.get("x-first-death-queue").and_then(HeaderValue::as_str), Some("q1"));
-        assert_eq!(other.headers.get("x-last-death-reason").and_then(HeaderValue::as_str), Some("rejected"));
+        assert_eq!(
+            second
+                .get("original-expiration")
+                .and_then(HeaderValue::as_str),
+            Some("100")
+        );
+        assert_eq!(
+            other
+                .headers
+                .get("x-first-death-queue")
+                .and_then(HeaderValue::as_str),
+            Some("q1")
+        );
+        assert_eq!(
+            other
+                .headers
+                .get("x-last-death-reason")
+                .and_then(HeaderValue::as_str),
+            Some("rejected")
+        );
         assert!(is_cycle(&twice, "q1"));
         assert!(!is_cycle(&other, "q1"));
     }

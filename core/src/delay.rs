@@ -17,7 +17,6 @@ use crate::queue::Queue;
 const MEMORY_BUDGET: u64 = 64 << 20;
 
 pub(crate) struct DelayedItem {
-    pub tenant: Arc<str>,
     pub queues: Vec<Weak<Queue>>,
     /// `None`: read it from the store when due.
     pub message: Option<Arc<Message>>,
@@ -69,11 +68,6 @@ impl Delays {
         self.inner.lock().items.keys().next().map(|&(d, _)| d)
     }
 
-    /// Delayed messages whose id is `id` (for message lookup): their due time.
-    pub fn due_of(&self, id: u64) -> Option<UnixMillis> {
-        self.inner.lock().items.keys().find(|&&(_, i)| i == id).map(|&(d, _)| d)
-    }
-
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
     }
@@ -84,7 +78,12 @@ mod tests {
     use super::*;
 
     fn item(stored: bool) -> DelayedItem {
-        DelayedItem { tenant: "/".into(), queues: vec![], message: Some(Arc::new(Message::new("x"))), stored, size: 1 }
+        DelayedItem {
+            queues: vec![],
+            message: Some(Arc::new(Message::new("x"))),
+            stored,
+            size: 1,
+        }
     }
 
     #[test]
@@ -95,9 +94,11 @@ mod tests {
         assert!(!d.insert(300, 3, item(false)));
         assert_eq!(d.next_due(), Some(100));
         let due = d.take_due(250);
-        assert_eq!(due.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![(100, 2), (200, 1)]);
+        assert_eq!(
+            due.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![(100, 2), (200, 1)]
+        );
         assert_eq!(d.next_due(), Some(300));
-        assert_eq!(d.due_of(3), Some(300));
         assert_eq!(d.len(), 1);
     }
 }

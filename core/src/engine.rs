@@ -12,20 +12,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::auth::{self, Permission, Principal, UserInfo, UserRecord, Users, ADMINISTRATOR};
+use crate::auth::{self, ADMINISTRATOR, Permission, Principal, UserInfo, UserRecord, Users};
 use crate::deadletter;
 use crate::delay::{DelayedItem, Delays};
 use crate::error::{Error, Result};
 use crate::message::{Message, UnixMillis, now_millis};
 use crate::names::check_name;
 use crate::queue::{
-    Appended, DeadLetter, DeadLetterTarget, Log, Persist, Queue, QueueInit, QueueKind, QueueSettings, StartPosition,
-    DEFAULT_GROUP, group_key,
+    Appended, DEFAULT_GROUP, DeadLetter, DeadLetterTarget, Log, Persist, Queue, QueueInit,
+    QueueKind, QueueSettings, StartPosition, group_key,
 };
 use crate::routing::{BindingSpec, ExchangeSpec};
 use crate::store::records::{
-    BindingRecord, DelayedRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord, RetainedRecord,
-    SharedRefsRecord, TenantRecord, encode,
+    BindingRecord, DelayedRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord,
+    RetainedRecord, SharedRefsRecord, TenantRecord, encode,
 };
 use crate::store::{KeyBuf, Ks, Op, Store, SyncPolicy, Ticket, kind};
 use crate::tenant::{PublishReceipt, QueueSpec, Tenant, TenantInner};
@@ -130,7 +130,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("data_dir", &self.inner.config.data_dir).finish()
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
     }
 }
 
@@ -174,7 +176,10 @@ impl Engine {
             .spawn(move || {
                 timers.run(|| weak.upgrade().and_then(|e| e.run_delays()));
             })
-            .map_err(|source| crate::error::StoreError::Io { context: "starting the timer thread".into(), source })?;
+            .map_err(|source| crate::error::StoreError::Io {
+                context: "starting the timer thread".into(),
+                source,
+            })?;
         *inner.timer_thread.lock() = Some(handle);
         if let Some(due) = inner.delays.next_due() {
             services.timers.add_delays(instant_at(due));
@@ -207,8 +212,17 @@ impl Engine {
 
     /// A tenant by name.
     pub fn tenant(&self, name: &str) -> Result<Tenant> {
-        let inner = self.inner.tenants.read().get(name).cloned().ok_or_else(|| Error::not_found("tenant", name))?;
-        Ok(Tenant { engine: Arc::clone(&self.inner), inner })
+        let inner = self
+            .inner
+            .tenants
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("tenant", name))?;
+        Ok(Tenant {
+            engine: Arc::clone(&self.inner),
+            inner,
+        })
     }
 
     /// Every tenant, by name.
@@ -218,7 +232,10 @@ impl Engine {
             .tenants
             .read()
             .values()
-            .map(|t| Tenant { engine: Arc::clone(&self.inner), inner: Arc::clone(t) })
+            .map(|t| Tenant {
+                engine: Arc::clone(&self.inner),
+                inner: Arc::clone(t),
+            })
             .collect();
         v.sort_by(|a, b| a.name().cmp(b.name()));
         v
@@ -245,7 +262,10 @@ impl Engine {
             self.inner.set_retained(&t.inner, &topic, None);
         }
         self.inner.tenants.write().remove(name);
-        self.inner.services.store.submit(Op::Del(Ks::Meta, KeyBuf::new(kind::TENANT).str(name).done()), true);
+        self.inner.services.store.submit(
+            Op::Del(Ks::Meta, KeyBuf::new(kind::TENANT).str(name).done()),
+            true,
+        );
         Ok(())
     }
 
@@ -253,7 +273,12 @@ impl Engine {
 
     /// Checks a login; `peer` is the client's address (loopback-only users are
     /// refused from elsewhere).
-    pub fn authenticate(&self, user: &str, password: &[u8], peer: Option<IpAddr>) -> Result<Principal> {
+    pub fn authenticate(
+        &self,
+        user: &str,
+        password: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
         self.inner.users.authenticate(user, password, peer)
     }
 
@@ -265,7 +290,12 @@ impl Engine {
     /// Creates or replaces a user (password hashed; permissions kept on replace).
     pub fn put_user(&self, name: &str, password: &str, tags: Vec<String>) -> Result<()> {
         check_name("user", name)?;
-        let permissions = self.inner.users.get(name).map(|u| u.permissions.clone()).unwrap_or_default();
+        let permissions = self
+            .inner
+            .users
+            .get(name)
+            .map(|u| u.permissions.clone())
+            .unwrap_or_default();
         let rec = UserRecord {
             name: name.to_owned(),
             password_hash: auth::hash_password(password)?,
@@ -282,14 +312,22 @@ impl Engine {
         if !self.inner.users.remove(name) {
             return Err(Error::not_found("user", name));
         }
-        self.inner.services.store.submit(Op::Del(Ks::Meta, KeyBuf::new(kind::USER).str(name).done()), true);
+        self.inner.services.store.submit(
+            Op::Del(Ks::Meta, KeyBuf::new(kind::USER).str(name).done()),
+            true,
+        );
         Ok(())
     }
 
     /// Sets a user's permission on a tenant (replacing the previous one).
     pub fn set_permission(&self, user: &str, permission: Permission) -> Result<()> {
         auth::validate_permission(&permission)?;
-        let mut rec = (*self.inner.users.get(user).ok_or_else(|| Error::not_found("user", user))?).clone();
+        let mut rec = (*self
+            .inner
+            .users
+            .get(user)
+            .ok_or_else(|| Error::not_found("user", user))?)
+        .clone();
         rec.permissions.retain(|p| p.tenant != permission.tenant);
         rec.permissions.push(permission);
         self.inner.save_user(rec);
@@ -298,7 +336,12 @@ impl Engine {
 
     /// Removes a user's permission on a tenant.
     pub fn clear_permission(&self, user: &str, tenant: &str) -> Result<()> {
-        let mut rec = (*self.inner.users.get(user).ok_or_else(|| Error::not_found("user", user))?).clone();
+        let mut rec = (*self
+            .inner
+            .users
+            .get(user)
+            .ok_or_else(|| Error::not_found("user", user))?)
+        .clone();
         rec.permissions.retain(|p| p.tenant != tenant);
         self.inner.save_user(rec);
         Ok(())
@@ -336,12 +379,18 @@ impl Engine {
 
     /// Stores an adapter's record under (namespace, key).
     pub fn put_state(&self, namespace: &str, key: &[u8], value: &[u8]) -> Ticket {
-        self.inner.services.store.submit(Op::Put(Ks::Meta, state_key(namespace, key), value.to_vec()), true)
+        self.inner.services.store.submit(
+            Op::Put(Ks::Meta, state_key(namespace, key), value.to_vec()),
+            true,
+        )
     }
 
     /// Deletes an adapter's record.
     pub fn delete_state(&self, namespace: &str, key: &[u8]) -> Ticket {
-        self.inner.services.store.submit(Op::Del(Ks::Meta, state_key(namespace, key)), true)
+        self.inner
+            .services
+            .store
+            .submit(Op::Del(Ks::Meta, state_key(namespace, key)), true)
     }
 
     /// Every record of a namespace, as (key, value).
@@ -360,7 +409,10 @@ impl Engine {
 }
 
 fn state_key(namespace: &str, key: &[u8]) -> Vec<u8> {
-    KeyBuf::new(kind::ADAPTER_STATE).str(namespace).bytes(key).done()
+    KeyBuf::new(kind::ADAPTER_STATE)
+        .str(namespace)
+        .bytes(key)
+        .done()
 }
 
 /// The `Instant` at which a wall-clock time comes.
@@ -379,7 +431,8 @@ impl EngineInner {
             let _g = self.id_lock.lock();
             if id >= self.id_limit.load(Ordering::Acquire) {
                 let limit = (id / ID_BLOCK + 2) * ID_BLOCK;
-                self.store().submit(Store::set_counter_op("message_id", limit), false);
+                self.store()
+                    .submit(Store::set_counter_op("message_id", limit), false);
                 self.id_limit.store(limit, Ordering::Release);
             }
         }
@@ -390,7 +443,8 @@ impl EngineInner {
         let mut n = self.next_queue_id.lock();
         let id = *n;
         *n += 1;
-        self.store().submit(Store::set_counter_op("queue_id", *n), false);
+        self.store()
+            .submit(Store::set_counter_op("queue_id", *n), false);
         id
     }
 
@@ -403,7 +457,10 @@ impl EngineInner {
         let tenants: Vec<(Vec<u8>, TenantRecord)> = store.scan_meta(&[kind::TENANT])?;
         let fresh = tenants.is_empty() && self.users.is_empty();
         for (_, t) in tenants {
-            self.tenants.write().insert(t.name.clone(), Arc::new(TenantInner::new(&t.name, t.created_at)));
+            self.tenants.write().insert(
+                t.name.clone(),
+                Arc::new(TenantInner::new(&t.name, t.created_at)),
+            );
         }
         if fresh {
             self.create_tenant("/")?;
@@ -420,18 +477,26 @@ impl EngineInner {
         let exchanges: Vec<(Vec<u8>, ExchangeRecord)> = store.scan_meta(&[kind::EXCHANGE])?;
         for (_, x) in exchanges {
             if let Some(t) = self.tenants.read().get(&x.tenant) {
-                t.exchanges
-                    .write()
-                    .insert(x.name.clone(), Arc::new(crate::routing::Exchange::new(x.name, x.spec)));
+                t.exchanges.write().insert(
+                    x.name.clone(),
+                    Arc::new(crate::routing::Exchange::new(x.name, x.spec)),
+                );
             }
         }
         let queues: Vec<(Vec<u8>, QueueRecord)> = store.scan_meta(&[kind::QUEUE])?;
         for (_, rec) in queues {
-            let Some(tenant) = self.tenants.read().get(&rec.tenant).cloned() else { continue };
-            let state: QueueStateRecord =
-                store.get_meta(&KeyBuf::new(kind::QUEUE_STATE).u64(rec.id).done())?.unwrap_or_default();
-            let groups: Vec<GroupRecord> =
-                store.scan_meta(&KeyBuf::new(kind::GROUP).u64(rec.id).done())?.into_iter().map(|(_, g)| g).collect();
+            let Some(tenant) = self.tenants.read().get(&rec.tenant).cloned() else {
+                continue;
+            };
+            let state: QueueStateRecord = store
+                .get_meta(&KeyBuf::new(kind::QUEUE_STATE).u64(rec.id).done())?
+                .unwrap_or_default();
+            let mut groups: Vec<GroupRecord> = store
+                .scan_meta(&KeyBuf::new(kind::GROUP).u64(rec.id).done())?
+                .into_iter()
+                .map(|(_, g)| g)
+                .collect();
+            groups.sort_by_key(|g| g.id);
             let last = store.last_log_seq(rec.id)?;
             let next_seq = groups
                 .iter()
@@ -462,7 +527,13 @@ impl EngineInner {
         }
         let shared: Vec<(Vec<u8>, SharedRefsRecord)> = store.scan_meta(&[kind::SHARED_REFS])?;
         for (key, refs) in shared {
-            let Some(body) = key.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { continue };
+            let Some(body) = key
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
             for &(queue, seq) in &refs.holders {
                 if let Some(q) = self.queue_by_id(queue) {
                     q.restore_shared(seq, body);
@@ -481,7 +552,9 @@ impl EngineInner {
         }
         let bindings: Vec<(Vec<u8>, BindingRecord)> = store.scan_meta(&[kind::BINDING])?;
         for (key, b) in bindings {
-            let Some(t) = self.tenants.read().get(&b.tenant).cloned() else { continue };
+            let Some(t) = self.tenants.read().get(&b.tenant).cloned() else {
+                continue;
+            };
             let source = t.exchanges.read().get(&b.spec.source).cloned();
             match (source, t.target(&b.spec.destination)) {
                 (Some(x), Ok(target)) => {
@@ -494,11 +567,24 @@ impl EngineInner {
         }
         let garbage: Vec<(Vec<u8>, ())> = store.scan_meta(&[kind::GARBAGE])?;
         for (key, ()) in garbage {
-            let Some(id) = key.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { continue };
-            if self.queue_by_id(id).is_none() {
-                if let Some(last) = store.last_log_seq(id)? {
-                    store.submit(Op::DelLogRange { queue: id, from: 0, to: last + 1 }, false);
-                }
+            let Some(id) = key
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if self.queue_by_id(id).is_none()
+                && let Some(last) = store.last_log_seq(id)?
+            {
+                store.submit(
+                    Op::DelLogRange {
+                        queue: id,
+                        from: 0,
+                        to: last + 1,
+                    },
+                    false,
+                );
             }
             store.submit(Op::Del(Ks::Meta, key), false);
         }
@@ -506,7 +592,11 @@ impl EngineInner {
     }
 
     fn restore_delayed(&self, due: u64, id: u64, rec: DelayedRecord) {
-        let queues: Vec<Arc<Queue>> = rec.queues.iter().filter_map(|&q| self.queue_by_id(q)).collect();
+        let queues: Vec<Arc<Queue>> = rec
+            .queues
+            .iter()
+            .filter_map(|&q| self.queue_by_id(q))
+            .collect();
         for q in &queues {
             q.delayed_changed(1);
         }
@@ -515,7 +605,6 @@ impl EngineInner {
             due,
             id,
             DelayedItem {
-                tenant: rec.tenant.as_str().into(),
                 queues: queues.iter().map(Arc::downgrade).collect(),
                 message: Some(Arc::new(rec.message)),
                 stored: true,
@@ -537,28 +626,62 @@ impl EngineInner {
             return Ok(false);
         }
         let created_at = now_millis();
-        ts.insert(name.to_owned(), Arc::new(TenantInner::new(name, created_at)));
+        ts.insert(
+            name.to_owned(),
+            Arc::new(TenantInner::new(name, created_at)),
+        );
         drop(ts);
-        let rec = TenantRecord { name: name.to_owned(), created_at };
-        self.store().submit(Store::put_meta(KeyBuf::new(kind::TENANT).str(name).done(), &rec), true);
+        let rec = TenantRecord {
+            name: name.to_owned(),
+            created_at,
+        };
+        self.store().submit(
+            Store::put_meta(KeyBuf::new(kind::TENANT).str(name).done(), &rec),
+            true,
+        );
         Ok(true)
     }
 
     fn save_user(&self, rec: UserRecord) {
-        self.store().submit(Store::put_meta(KeyBuf::new(kind::USER).str(&rec.name).done(), &rec), true);
+        self.store().submit(
+            Store::put_meta(KeyBuf::new(kind::USER).str(&rec.name).done(), &rec),
+            true,
+        );
         self.users.put(rec);
     }
 
     // ---- exchanges and bindings in the store ----
 
     pub(crate) fn persist_exchange(&self, tenant: &str, name: &str, spec: &ExchangeSpec) {
-        let rec = ExchangeRecord { tenant: tenant.to_owned(), name: name.to_owned(), spec: spec.clone() };
-        self.store().submit(Store::put_meta(KeyBuf::new(kind::EXCHANGE).str(tenant).str(name).done(), &rec), true);
+        let rec = ExchangeRecord {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            spec: spec.clone(),
+        };
+        self.store().submit(
+            Store::put_meta(
+                KeyBuf::new(kind::EXCHANGE).str(tenant).str(name).done(),
+                &rec,
+            ),
+            true,
+        );
     }
 
-    pub(crate) fn forget_exchange(&self, tenant: &str, name: &str, durable: bool, bindings: &[BindingSpec]) {
+    pub(crate) fn forget_exchange(
+        &self,
+        tenant: &str,
+        name: &str,
+        durable: bool,
+        bindings: &[BindingSpec],
+    ) {
         if durable {
-            self.store().submit(Op::Del(Ks::Meta, KeyBuf::new(kind::EXCHANGE).str(tenant).str(name).done()), true);
+            self.store().submit(
+                Op::Del(
+                    Ks::Meta,
+                    KeyBuf::new(kind::EXCHANGE).str(tenant).str(name).done(),
+                ),
+                true,
+            );
         }
         for b in bindings {
             self.forget_binding(tenant, b);
@@ -566,16 +689,24 @@ impl EngineInner {
     }
 
     fn binding_key(tenant: &str, spec: &BindingSpec) -> Vec<u8> {
-        KeyBuf::new(kind::BINDING).str(tenant).bytes(&encode(spec)).done()
+        KeyBuf::new(kind::BINDING)
+            .str(tenant)
+            .bytes(&encode(spec))
+            .done()
     }
 
     pub(crate) fn persist_binding(&self, tenant: &str, spec: &BindingSpec) {
-        let rec = BindingRecord { tenant: tenant.to_owned(), spec: spec.clone() };
-        self.store().submit(Store::put_meta(Self::binding_key(tenant, spec), &rec), true);
+        let rec = BindingRecord {
+            tenant: tenant.to_owned(),
+            spec: spec.clone(),
+        };
+        self.store()
+            .submit(Store::put_meta(Self::binding_key(tenant, spec), &rec), true);
     }
 
     pub(crate) fn forget_binding(&self, tenant: &str, spec: &BindingSpec) {
-        self.store().submit(Op::Del(Ks::Meta, Self::binding_key(tenant, spec)), false);
+        self.store()
+            .submit(Op::Del(Ks::Meta, Self::binding_key(tenant, spec)), false);
     }
 
     // ---- queues ----
@@ -607,7 +738,12 @@ impl EngineInner {
             dead_letters_of,
         };
         let groups = if spec.default_group {
-            vec![GroupRecord { id: 1, name: DEFAULT_GROUP.into(), created_at: now_millis(), ..GroupRecord::default() }]
+            vec![GroupRecord {
+                id: 1,
+                name: DEFAULT_GROUP.into(),
+                created_at: now_millis(),
+                ..GroupRecord::default()
+            }]
         } else {
             Vec::new()
         };
@@ -616,10 +752,19 @@ impl EngineInner {
         drop(qs);
         self.queues_by_id.write().insert(id, Arc::downgrade(&q));
         if durable {
-            self.store().submit(Store::put_meta(KeyBuf::new(kind::QUEUE).u64(id).done(), &q.record()), true);
+            self.store().submit(
+                Store::put_meta(KeyBuf::new(kind::QUEUE).u64(id).done(), &q.record()),
+                true,
+            );
             if spec.default_group {
-                let g = GroupRecord { id: 1, name: DEFAULT_GROUP.into(), created_at: now_millis(), ..GroupRecord::default() };
-                self.store().submit(Store::put_meta(group_key(id, DEFAULT_GROUP), &g), true);
+                let g = GroupRecord {
+                    id: 1,
+                    name: DEFAULT_GROUP.into(),
+                    created_at: now_millis(),
+                    ..GroupRecord::default()
+                };
+                self.store()
+                    .submit(Store::put_meta(group_key(id, DEFAULT_GROUP), &g), true);
             }
         }
         q.start_timers();
@@ -653,16 +798,32 @@ impl EngineInner {
         let (from, to, shared) = q.mark_deleted();
         let store = self.store();
         if q.is_durable() {
-            store.submit(Op::Del(Ks::Meta, KeyBuf::new(kind::QUEUE).u64(q.id).done()), true);
-            store.submit(Op::Del(Ks::Meta, KeyBuf::new(kind::QUEUE_STATE).u64(q.id).done()), false);
+            store.submit(
+                Op::Del(Ks::Meta, KeyBuf::new(kind::QUEUE).u64(q.id).done()),
+                true,
+            );
+            store.submit(
+                Op::Del(Ks::Meta, KeyBuf::new(kind::QUEUE_STATE).u64(q.id).done()),
+                false,
+            );
             for g in q.group_names() {
                 store.submit(Op::Del(Ks::Meta, group_key(q.id, &g)), false);
             }
         }
         if from < to {
-            store.submit(Op::DelLogRange { queue: q.id, from, to }, false);
+            store.submit(
+                Op::DelLogRange {
+                    queue: q.id,
+                    from,
+                    to,
+                },
+                false,
+            );
         }
-        store.submit(Op::Del(Ks::Meta, KeyBuf::new(kind::GARBAGE).u64(q.id).done()), false);
+        store.submit(
+            Op::Del(Ks::Meta, KeyBuf::new(kind::GARBAGE).u64(q.id).done()),
+            false,
+        );
         for (seq, body) in shared {
             self.release_shared(body, q.id, seq);
         }
@@ -681,33 +842,52 @@ impl EngineInner {
 
     // ---- publishing ----
 
-    pub(crate) fn publish(&self, tenant: &Arc<TenantInner>, mut msg: Message) -> Result<PublishReceipt> {
+    pub(crate) fn publish(
+        &self,
+        tenant: &Arc<TenantInner>,
+        mut msg: Message,
+    ) -> Result<PublishReceipt> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
         let queues = tenant.route(&msg)?;
         msg.id = self.next_id();
         msg.published_at = now_millis();
-        let mut receipt = PublishReceipt { message_id: msg.id, ..PublishReceipt::default() };
+        let mut receipt = PublishReceipt {
+            message_id: msg.id,
+            ..PublishReceipt::default()
+        };
         if queues.is_empty() {
             return Ok(receipt);
         }
-        if msg.is_persistent() && self.store().is_poisoned() && queues.iter().any(|q| q.is_durable()) {
+        if msg.is_persistent()
+            && self.store().is_poisoned()
+            && queues.iter().any(|q| q.is_durable())
+        {
             return Err(crate::error::StoreError::Poisoned.into());
         }
         if let Some(due) = msg.deliver_at.filter(|&d| d > msg.published_at) {
             let stored = msg.is_persistent() && queues.iter().any(|q| q.is_durable());
             let msg = Arc::new(msg);
             if stored {
-                let ids = queues.iter().filter(|q| q.is_durable()).map(|q| q.id).collect();
-                let op = Op::PutDelayed { due, id: msg.id, tenant: Arc::clone(&tenant.name), queues: ids, message: Arc::clone(&msg) };
+                let ids = queues
+                    .iter()
+                    .filter(|q| q.is_durable())
+                    .map(|q| q.id)
+                    .collect();
+                let op = Op::PutDelayed {
+                    due,
+                    id: msg.id,
+                    tenant: Arc::clone(&tenant.name),
+                    queues: ids,
+                    message: Arc::clone(&msg),
+                };
                 receipt.ticket = Some(self.store().submit(op, true));
             }
             for q in &queues {
                 q.delayed_changed(1);
             }
             let item = DelayedItem {
-                tenant: Arc::clone(&tenant.name),
                 queues: queues.iter().map(Arc::downgrade).collect(),
                 size: msg.accounted_size(),
                 message: Some(msg),
@@ -727,11 +907,23 @@ impl EngineInner {
 
     /// Appends one message to several queues, storing its body once when more
     /// than one of them keeps it on disk.
-    fn append_to(&self, queues: &[Arc<Queue>], msg: &Arc<Message>, sync: bool, receipt: &mut PublishReceipt) {
+    fn append_to(
+        &self,
+        queues: &[Arc<Queue>],
+        msg: &Arc<Message>,
+        sync: bool,
+        receipt: &mut PublishReceipt,
+    ) {
         let durable = queues.iter().filter(|q| q.persist_for(msg)).count();
         let body = (durable > 1).then(|| {
             let id = self.next_id();
-            self.store().submit(Op::PutBody { id, message: Arc::clone(msg) }, sync);
+            self.store().submit(
+                Op::PutBody {
+                    id,
+                    message: Arc::clone(msg),
+                },
+                sync,
+            );
             id
         });
         let mut holders = Vec::new();
@@ -759,8 +951,13 @@ impl EngineInner {
             if holders.is_empty() {
                 self.store().submit(Op::DelBody(b), false);
             } else {
-                let rec = SharedRefsRecord { holders: holders.clone() };
-                let t = self.store().submit(Store::put_meta(KeyBuf::new(kind::SHARED_REFS).u64(b).done(), &rec), sync);
+                let rec = SharedRefsRecord {
+                    holders: holders.clone(),
+                };
+                let t = self.store().submit(
+                    Store::put_meta(KeyBuf::new(kind::SHARED_REFS).u64(b).done(), &rec),
+                    sync,
+                );
                 receipt.ticket = receipt.ticket.max(Some(t));
                 self.shared.lock().insert(b, holders);
             }
@@ -770,15 +967,20 @@ impl EngineInner {
     /// A queue dropped its entry of a shared body; the last one deletes it.
     pub(crate) fn release_shared(&self, body: u64, queue: u64, seq: u64) {
         let mut shared = self.shared.lock();
-        let Some(holders) = shared.get_mut(&body) else { return };
+        let Some(holders) = shared.get_mut(&body) else {
+            return;
+        };
         holders.retain(|&h| h != (queue, seq));
         let key = KeyBuf::new(kind::SHARED_REFS).u64(body).done();
         if holders.is_empty() {
             shared.remove(&body);
             drop(shared);
-            self.store().submit_all([Op::Del(Ks::Meta, key), Op::DelBody(body)], false);
+            self.store()
+                .submit_all([Op::Del(Ks::Meta, key), Op::DelBody(body)], false);
         } else {
-            let rec = SharedRefsRecord { holders: holders.clone() };
+            let rec = SharedRefsRecord {
+                holders: holders.clone(),
+            };
             drop(shared);
             self.store().submit(Store::put_meta(key, &rec), false);
         }
@@ -817,13 +1019,20 @@ impl EngineInner {
     // ---- dead letters ----
 
     pub(crate) fn dead_letter(&self, from: &Arc<Queue>, dead: Vec<DeadLetter>) {
-        let Some(target) = from.settings().dead_letter.clone() else { return };
-        let Some(tenant) = self.tenants.read().get(from.tenant()).cloned() else { return };
+        let Some(target) = from.settings().dead_letter.clone() else {
+            return;
+        };
+        let Some(tenant) = self.tenants.read().get(from.tenant()).cloned() else {
+            return;
+        };
         let now = now_millis();
         for d in dead {
             let mut m = deadletter::dead_lettered(&d.message, from.name(), d.reason, now);
             let queues = match &target {
-                DeadLetterTarget::Exchange { exchange, routing_key } => {
+                DeadLetterTarget::Exchange {
+                    exchange,
+                    routing_key,
+                } => {
                     m.exchange = exchange.clone();
                     if let Some(rk) = routing_key {
                         m.routing_key = rk.clone();
@@ -836,49 +1045,89 @@ impl EngineInner {
                         }
                     }
                 }
-                DeadLetterTarget::Queue(name) => tenant.queues.read().get(name).cloned().into_iter().collect(),
-                DeadLetterTarget::PerGroup => match self.group_dead_letters(&tenant, from, &d.group) {
-                    Ok(q) => vec![q],
-                    Err(e) => {
-                        tracing::error!(queue = from.name(), cause = %e, "cannot create a dead-letter queue");
-                        continue;
+                DeadLetterTarget::Queue(name) => tenant
+                    .queues
+                    .read()
+                    .get(name)
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+                DeadLetterTarget::PerGroup => {
+                    match self.group_dead_letters(&tenant, from, &d.group) {
+                        Ok(q) => vec![q],
+                        Err(e) => {
+                            tracing::error!(queue = from.name(), cause = %e, "cannot create a dead-letter queue");
+                            continue;
+                        }
                     }
-                },
+                }
             };
-            let queues: Vec<Arc<Queue>> =
-                queues.into_iter().filter(|q| !deadletter::is_cycle(&d.message, q.name())).collect();
+            let queues: Vec<Arc<Queue>> = queues
+                .into_iter()
+                .filter(|q| !deadletter::is_cycle(&d.message, q.name()))
+                .collect();
             let mut receipt = PublishReceipt::default();
             self.append_to(&queues, &Arc::new(m), false, &mut receipt);
         }
     }
 
     /// The queue holding a group's dead letters (created on first use).
-    fn group_dead_letters(&self, tenant: &Arc<TenantInner>, from: &Queue, group: &str) -> Result<Arc<Queue>> {
+    fn group_dead_letters(
+        &self,
+        tenant: &Arc<TenantInner>,
+        from: &Queue,
+        group: &str,
+    ) -> Result<Arc<Queue>> {
         let name = dead_letter_queue_name(from.id, group);
         if let Some(q) = tenant.queues.read().get(&name) {
             return Ok(Arc::clone(q));
         }
         let settings = QueueSettings {
-            kind: if from.settings().kind == QueueKind::Fifo { QueueKind::Fifo } else { QueueKind::Standard },
+            kind: if from.settings().kind == QueueKind::Fifo {
+                QueueKind::Fifo
+            } else {
+                QueueKind::Standard
+            },
             retention_ms: 0,
             ack_timeout_ms: from.settings().ack_timeout_ms,
             message_ttl_ms: Some(DEAD_LETTER_TTL_MS),
             ..QueueSettings::default()
         };
-        let spec = QueueSpec { durable: from.is_durable(), settings, default_group: true, ..QueueSpec::default() };
-        self.create_queue(tenant, &name, spec, Some((from.id, group.to_owned()))).map(|(q, _)| q)
+        let spec = QueueSpec {
+            durable: from.is_durable(),
+            settings,
+            default_group: true,
+            ..QueueSpec::default()
+        };
+        self.create_queue(tenant, &name, spec, Some((from.id, group.to_owned())))
+            .map(|(q, _)| q)
     }
 
     // ---- retained ----
 
-    pub(crate) fn set_retained(&self, tenant: &Arc<TenantInner>, topic: &str, msg: Option<Arc<Message>>) -> Option<Ticket> {
-        let key = KeyBuf::new(kind::RETAINED).str(&tenant.name).str(topic).done();
+    pub(crate) fn set_retained(
+        &self,
+        tenant: &Arc<TenantInner>,
+        topic: &str,
+        msg: Option<Arc<Message>>,
+    ) -> Option<Ticket> {
+        let key = KeyBuf::new(kind::RETAINED)
+            .str(&tenant.name)
+            .str(topic)
+            .done();
         match msg {
             Some(m) => {
                 let persist = m.is_persistent();
-                tenant.retained.write().insert(topic.to_owned(), Arc::clone(&m));
+                tenant
+                    .retained
+                    .write()
+                    .insert(topic.to_owned(), Arc::clone(&m));
                 persist.then(|| {
-                    let rec = RetainedRecord { tenant: tenant.name.to_string(), topic: topic.to_owned(), message: (*m).clone() };
+                    let rec = RetainedRecord {
+                        tenant: tenant.name.to_string(),
+                        topic: topic.to_owned(),
+                        message: (*m).clone(),
+                    };
                     self.store().submit(Store::put_meta(key, &rec), true)
                 })
             }
@@ -905,7 +1154,15 @@ impl Engine {
     }
 
     /// Lets a new group start at a position (convenience over [`Queue::create_group`]).
-    pub fn create_group(&self, tenant: &str, queue: &str, group: &str, start: StartPosition) -> Result<bool> {
-        self.tenant(tenant)?.queue(queue)?.create_group(group, start, None)
+    pub fn create_group(
+        &self,
+        tenant: &str,
+        queue: &str,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<bool> {
+        self.tenant(tenant)?
+            .queue(queue)?
+            .create_group(group, start, None)
     }
 }

@@ -103,10 +103,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
-        Error::NotFound { kind, name: name.into() }
+        Error::NotFound {
+            kind,
+            name: name.into(),
+        }
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::Invalid { field, reason: reason.into() }
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }

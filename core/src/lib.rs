@@ -51,8 +51,9 @@ pub use error::{Error, Result, StoreError};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
 pub use names::{MAX_NAME_LEN, is_reserved};
 pub use queue::{
-    Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag, GroupStats, Overflow,
-    PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition, TagFilter,
+    Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag,
+    GroupStats, Overflow, PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition,
+    TagFilter,
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 pub use store::records::GroupCounters;

@@ -53,7 +53,10 @@ pub struct Message {
 impl Message {
     /// A message with this body and everything else empty.
     pub fn new(body: impl Into<Bytes>) -> Self {
-        Message { body: body.into(), ..Message::default() }
+        Message {
+            body: body.into(),
+            ..Message::default()
+        }
     }
 
     /// True when the publisher asked for the message to survive a restart
@@ -71,7 +74,10 @@ impl Message {
     ///
     /// AMQP carries it as a decimal string; anything else is not a TTL.
     pub fn ttl_millis(&self) -> Option<u64> {
-        self.properties.expiration.as_deref().and_then(|s| s.trim().parse().ok())
+        self.properties
+            .expiration
+            .as_deref()
+            .and_then(|s| s.trim().parse().ok())
     }
 
     /// The first header with this name.
@@ -267,7 +273,13 @@ mod tests {
         h.push("b", HeaderValue::I32(2));
         h.push("a", HeaderValue::I32(3));
         h.set("a", HeaderValue::I32(9));
-        assert_eq!(h.0, vec![("a".into(), HeaderValue::I32(9)), ("b".into(), HeaderValue::I32(2))]);
+        assert_eq!(
+            h.0,
+            vec![
+                ("a".into(), HeaderValue::I32(9)),
+                ("b".into(), HeaderValue::I32(2))
+            ]
+        );
         assert_eq!(h.remove("a"), Some(HeaderValue::I32(9)));
         assert!(h.get("a").is_none());
     }

@@ -14,7 +14,10 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(Error::invalid(field, format!("{} bytes is longer than {MAX_NAME_LEN}", name.len())));
+        return Err(Error::invalid(
+            field,
+            format!("{} bytes is longer than {MAX_NAME_LEN}", name.len()),
+        ));
     }
     if name.contains('\0') {
         return Err(Error::invalid(field, "must not contain NUL"));
@@ -25,7 +28,10 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
 /// Checks a routing key or binding key: may be empty, at most 255 bytes.
 pub fn check_key(field: &'static str, key: &str) -> Result<()> {
     if key.len() > MAX_NAME_LEN {
-        return Err(Error::invalid(field, format!("{} bytes is longer than {MAX_NAME_LEN}", key.len())));
+        return Err(Error::invalid(
+            field,
+            format!("{} bytes is longer than {MAX_NAME_LEN}", key.len()),
+        ));
     }
     Ok(())
 }

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::message::{Headers, Message, MessageId, now_millis};
 use crate::names::{check_key, check_name, is_reserved};
 use crate::queue::{Queue, QueueSettings};
-use crate::routing::{BindingSpec, Destination, Exchange, ExchangeKind, ExchangeSpec, Target, check_binding};
+use crate::routing::{
+    BindingSpec, Destination, Exchange, ExchangeKind, ExchangeSpec, Target, check_binding,
+};
 use crate::store::Ticket;
 
 /// Exchanges every tenant has, as in RabbitMQ.
@@ -36,7 +38,12 @@ impl TenantInner {
     pub fn new(name: &str, created_at: u64) -> Self {
         let exchanges = PREDECLARED
             .iter()
-            .map(|&(n, k)| (n.to_owned(), Arc::new(Exchange::new(n.to_owned(), ExchangeSpec::new(k)))))
+            .map(|&(n, k)| {
+                (
+                    n.to_owned(),
+                    Arc::new(Exchange::new(n.to_owned(), ExchangeSpec::new(k))),
+                )
+            })
             .collect();
         TenantInner {
             name: name.into(),
@@ -106,10 +113,10 @@ impl TenantInner {
                     }
                 }
             }
-            if out.is_empty() {
-                if let Some(ae) = &x.spec.alternate_exchange {
-                    next = self.exchanges.read().get(ae).cloned();
-                }
+            if out.is_empty()
+                && let Some(ae) = &x.spec.alternate_exchange
+            {
+                next = self.exchanges.read().get(ae).cloned();
             }
         }
         Ok(out)
@@ -191,11 +198,19 @@ impl Tenant {
             return if x.spec == spec || (is_reserved(name) && x.spec.kind == spec.kind) {
                 Ok(false)
             } else {
-                Err(Error::PreconditionFailed(inequivalent("exchange", name, &self.inner.name, &x.spec, &spec)))
+                Err(Error::PreconditionFailed(inequivalent(
+                    "exchange",
+                    name,
+                    &self.inner.name,
+                    &x.spec,
+                    &spec,
+                )))
             };
         }
         if is_reserved(name) {
-            return Err(Error::AccessRefused(format!("exchange name '{name}' contains reserved prefix 'amq.'")));
+            return Err(Error::AccessRefused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.'"
+            )));
         }
         let x = Arc::new(Exchange::new(name.to_owned(), spec.clone()));
         xs.insert(name.to_owned(), x);
@@ -209,11 +224,21 @@ impl Tenant {
     /// An exchange's declaration (AMQP passive declare).
     pub fn exchange(&self, name: &str) -> Result<ExchangeInfo> {
         if name.is_empty() {
-            return Ok(ExchangeInfo { name: String::new(), spec: ExchangeSpec::new(ExchangeKind::Direct), bindings: 0 });
+            return Ok(ExchangeInfo {
+                name: String::new(),
+                spec: ExchangeSpec::new(ExchangeKind::Direct),
+                bindings: 0,
+            });
         }
         let xs = self.inner.exchanges.read();
-        let x = xs.get(name).ok_or_else(|| Error::not_found("exchange", name))?;
-        Ok(ExchangeInfo { name: name.to_owned(), spec: x.spec.clone(), bindings: x.binding_count() })
+        let x = xs
+            .get(name)
+            .ok_or_else(|| Error::not_found("exchange", name))?;
+        Ok(ExchangeInfo {
+            name: name.to_owned(),
+            spec: x.spec.clone(),
+            bindings: x.binding_count(),
+        })
     }
 
     /// Every exchange, the default one first, then by name.
@@ -223,21 +248,42 @@ impl Tenant {
             .exchanges
             .read()
             .values()
-            .map(|x| ExchangeInfo { name: x.name.clone(), spec: x.spec.clone(), bindings: x.binding_count() })
+            .map(|x| ExchangeInfo {
+                name: x.name.clone(),
+                spec: x.spec.clone(),
+                bindings: x.binding_count(),
+            })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        v.insert(0, ExchangeInfo { name: String::new(), spec: ExchangeSpec::new(ExchangeKind::Direct), bindings: 0 });
+        v.insert(
+            0,
+            ExchangeInfo {
+                name: String::new(),
+                spec: ExchangeSpec::new(ExchangeKind::Direct),
+                bindings: 0,
+            },
+        );
         v
     }
 
     /// Deletes an exchange and every binding from or to it.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
         if name.is_empty() || is_reserved(name) {
-            return Err(Error::AccessRefused(format!("exchange '{name}' cannot be deleted")));
+            return Err(Error::AccessRefused(format!(
+                "exchange '{name}' cannot be deleted"
+            )));
         }
-        let x = self.inner.exchanges.read().get(name).cloned().ok_or_else(|| Error::not_found("exchange", name))?;
+        let x = self
+            .inner
+            .exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("exchange", name))?;
         if if_unused && x.binding_count() > 0 {
-            return Err(Error::PreconditionFailed(format!("exchange '{name}' in use")));
+            return Err(Error::PreconditionFailed(format!(
+                "exchange '{name}' in use"
+            )));
         }
         self.inner.exchanges.write().remove(name);
         let mut gone = x.bindings();
@@ -246,7 +292,8 @@ impl Tenant {
         for other in self.inner.exchanges.read().values() {
             gone.extend(other.unbind_destination(&dest, &target));
         }
-        self.engine.forget_exchange(&self.inner.name, name, x.spec.durable, &gone);
+        self.engine
+            .forget_exchange(&self.inner.name, name, x.spec.durable, &gone);
         Ok(())
     }
 
@@ -269,7 +316,12 @@ impl Tenant {
 
     /// A queue by name.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
-        self.inner.queues.read().get(name).cloned().ok_or_else(|| Error::not_found("queue", name))
+        self.inner
+            .queues
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("queue", name))
     }
 
     /// Every queue, by name.
@@ -287,7 +339,9 @@ impl Tenant {
         }
         let count = q.message_count();
         if if_empty && count > 0 {
-            return Err(Error::PreconditionFailed(format!("queue '{name}' not empty")));
+            return Err(Error::PreconditionFailed(format!(
+                "queue '{name}' not empty"
+            )));
         }
         self.engine.delete_queue(&self.inner, &q);
         Ok(count)
@@ -342,15 +396,34 @@ impl Tenant {
 
     fn source_exchange(&self, name: &str) -> Result<Arc<Exchange>> {
         if name.is_empty() {
-            return Err(Error::AccessRefused("operation not permitted on the default exchange".into()));
+            return Err(Error::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
         }
-        self.inner.exchanges.read().get(name).cloned().ok_or_else(|| Error::not_found("exchange", name))
+        self.inner
+            .exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("exchange", name))
     }
 
     /// Every binding of the tenant (the default exchange's implicit ones excluded).
     pub fn bindings(&self) -> Vec<BindingSpec> {
-        let mut v: Vec<BindingSpec> = self.inner.exchanges.read().values().flat_map(|x| x.bindings()).collect();
-        v.sort_by(|a, b| (&a.source, a.destination.name(), &a.routing_key).cmp(&(&b.source, b.destination.name(), &b.routing_key)));
+        let mut v: Vec<BindingSpec> = self
+            .inner
+            .exchanges
+            .read()
+            .values()
+            .flat_map(|x| x.bindings())
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.source, a.destination.name(), &a.routing_key).cmp(&(
+                &b.source,
+                b.destination.name(),
+                &b.routing_key,
+            ))
+        });
         v
     }
 
@@ -393,8 +466,16 @@ fn target_durable(t: &Target) -> bool {
     }
 }
 
-fn inequivalent<T: std::fmt::Debug>(kind: &str, name: &str, tenant: &str, have: &T, want: &T) -> String {
-    format!("inequivalent arguments for {kind} '{name}' in tenant '{tenant}': received {want:?} but current is {have:?}")
+fn inequivalent<T: std::fmt::Debug>(
+    kind: &str,
+    name: &str,
+    tenant: &str,
+    have: &T,
+    want: &T,
+) -> String {
+    format!(
+        "inequivalent arguments for {kind} '{name}' in tenant '{tenant}': received {want:?} but current is {have:?}"
+    )
 }
 
 fn check_equivalent(q: &Queue, spec: &QueueSpec, tenant: &str) -> Result<()> {
@@ -405,16 +486,34 @@ fn check_equivalent(q: &Queue, spec: &QueueSpec, tenant: &str) -> Result<()> {
         )))
     };
     if q.is_durable() != spec.durable {
-        return mismatch("durable", spec.durable.to_string(), q.is_durable().to_string());
+        return mismatch(
+            "durable",
+            spec.durable.to_string(),
+            q.is_durable().to_string(),
+        );
     }
     if q.exclusive_owner().is_some() != spec.exclusive_owner.is_some() {
-        return mismatch("exclusive", spec.exclusive_owner.is_some().to_string(), q.exclusive_owner().is_some().to_string());
+        return mismatch(
+            "exclusive",
+            spec.exclusive_owner.is_some().to_string(),
+            q.exclusive_owner().is_some().to_string(),
+        );
     }
     if q.is_auto_delete() != spec.auto_delete {
-        return mismatch("auto_delete", spec.auto_delete.to_string(), q.is_auto_delete().to_string());
+        return mismatch(
+            "auto_delete",
+            spec.auto_delete.to_string(),
+            q.is_auto_delete().to_string(),
+        );
     }
     if *q.settings() != spec.settings {
-        return Err(Error::PreconditionFailed(inequivalent("queue", q.name(), tenant, q.settings(), &spec.settings)));
+        return Err(Error::PreconditionFailed(inequivalent(
+            "queue",
+            q.name(),
+            tenant,
+            q.settings(),
+            &spec.settings,
+        )));
     }
     Ok(())
 }

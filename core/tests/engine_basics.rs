@@ -1,4 +1,5 @@
 //! The engine's public API: queues, groups, acks, FIFO, delay, tags, dead letters.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 mod common;
 
@@ -6,8 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use gw_core::{
-    BindingSpec, ConsumerSpec, DeadLetterTarget, Destination, Error, ExchangeKind, ExchangeSpec, HeaderValue, Overflow,
-    PullRequest, QueueKind, QueueSettings, StartPosition, TagFilter, DEFAULT_GROUP,
+    BindingSpec, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, Destination, Error, ExchangeKind,
+    ExchangeSpec, HeaderValue, Overflow, PullRequest, QueueKind, QueueSettings, StartPosition,
+    TagFilter,
 };
 
 #[tokio::test]
@@ -15,14 +17,24 @@ async fn publish_consume_ack_and_redeliver_on_nack() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (q, created) = t.declare_queue("q", spec(QueueSettings::classic())).unwrap();
+    let (q, created) = t
+        .declare_queue("q", spec(QueueSettings::classic()))
+        .unwrap();
     assert!(created);
     for i in 0..5 {
         let r = t.publish(msg("q", &format!("m{i}"))).unwrap();
         assert_eq!(r.routed, 1);
     }
     assert_eq!(q.message_count(), 5);
-    let c = q.consume(DEFAULT_GROUP, ConsumerSpec { prefetch_count: 2, ..Default::default() }).unwrap();
+    let c = q
+        .consume(
+            DEFAULT_GROUP,
+            ConsumerSpec {
+                prefetch_count: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let mut got = Vec::new();
     c.take(10, &mut got).await.unwrap();
     assert_eq!(got.len(), 2, "prefetch window of 2");
@@ -44,7 +56,9 @@ async fn groups_each_see_every_message_and_consumers_compete() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (q, _) = t.declare_queue("fan", spec(QueueSettings::default())).unwrap();
+    let (q, _) = t
+        .declare_queue("fan", spec(QueueSettings::default()))
+        .unwrap();
     for g in ["g1", "g2", "g3"] {
         assert!(q.create_group(g, StartPosition::Oldest, None).unwrap());
     }
@@ -57,8 +71,24 @@ async fn groups_each_see_every_message_and_consumers_compete() {
     }
     // Two consumers of one group split the messages.
     q.create_group("work", StartPosition::Oldest, None).unwrap();
-    let a = q.consume("work", ConsumerSpec { prefetch_count: 10, ..Default::default() }).unwrap();
-    let b = q.consume("work", ConsumerSpec { prefetch_count: 10, ..Default::default() }).unwrap();
+    let a = q
+        .consume(
+            "work",
+            ConsumerSpec {
+                prefetch_count: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let b = q
+        .consume(
+            "work",
+            ConsumerSpec {
+                prefetch_count: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let (mut ga, mut gb) = (Vec::new(), Vec::new());
     a.take(100, &mut ga).await.unwrap();
     b.take(100, &mut gb).await.unwrap();
@@ -74,9 +104,18 @@ async fn fifo_keeps_order_per_key() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let s = QueueSettings { kind: QueueKind::Fifo, ..QueueSettings::classic() };
+    let s = QueueSettings {
+        kind: QueueKind::Fifo,
+        ..QueueSettings::classic()
+    };
     let (q, _) = t.declare_queue("f", spec(s)).unwrap();
-    for (k, v) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2"), ("a", "a3")] {
+    for (k, v) in [
+        ("a", "a1"),
+        ("b", "b1"),
+        ("a", "a2"),
+        ("b", "b2"),
+        ("a", "a3"),
+    ] {
         let mut m = msg("f", v);
         m.group_key = Some(k.into());
         t.publish(m).unwrap();
@@ -90,7 +129,11 @@ async fn fifo_keeps_order_per_key() {
     c.nack(got[0].tag, true).unwrap();
     let mut next = Vec::new();
     c.take(10, &mut next).await.unwrap();
-    assert_eq!(next.iter().map(body).collect::<Vec<_>>(), vec!["a1"], "a1 again before a2");
+    assert_eq!(
+        next.iter().map(body).collect::<Vec<_>>(),
+        vec!["a1"],
+        "a1 again before a2"
+    );
     c.ack(next[0].tag).unwrap();
     c.ack(got[1].tag).unwrap();
     let mut rest = Vec::new();
@@ -105,19 +148,32 @@ async fn delayed_messages_wait_for_their_time() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (q, _) = t.declare_queue("d", spec(QueueSettings::classic())).unwrap();
+    let (q, _) = t
+        .declare_queue("d", spec(QueueSettings::classic()))
+        .unwrap();
     let mut m = msg("d", "later");
     m.deliver_at = Some(gw_core::now_millis() + 300);
     let r = t.publish(m).unwrap();
     assert!(r.delayed);
     t.publish(msg("d", "now")).unwrap();
-    let c = q.consume(DEFAULT_GROUP, ConsumerSpec { no_ack: true, ..Default::default() }).unwrap();
+    let c = q
+        .consume(
+            DEFAULT_GROUP,
+            ConsumerSpec {
+                no_ack: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let mut got = Vec::new();
     c.take(10, &mut got).await.unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["now"]);
     let start = std::time::Instant::now();
     let mut later = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3), c.take(10, &mut later)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(3), c.take(10, &mut later))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(body(&later[0]), "later");
     assert!(start.elapsed() >= Duration::from_millis(200));
     drop(c);
@@ -129,23 +185,57 @@ async fn tag_filters_skip_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (q, _) = t.declare_queue("tags", spec(QueueSettings::default())).unwrap();
-    for (i, tags) in [vec!["red"], vec!["blue"], vec!["red", "big"], vec![]].into_iter().enumerate() {
+    let (q, _) = t
+        .declare_queue("tags", spec(QueueSettings::default()))
+        .unwrap();
+    for (i, tags) in [vec!["red"], vec!["blue"], vec!["red", "big"], vec![]]
+        .into_iter()
+        .enumerate()
+    {
         let mut m = msg("tags", &i.to_string());
         m.tags = tags.into_iter().map(String::from).collect();
         t.publish(m).unwrap();
     }
-    let any = TagFilter { tags: vec!["red".into()], match_all: false };
-    q.create_group("reds", StartPosition::Oldest, Some(any.clone())).unwrap();
-    let req = PullRequest { max: 10, no_ack: true, ..Default::default() };
+    let any = TagFilter {
+        tags: vec!["red".into()],
+        match_all: false,
+    };
+    q.create_group("reds", StartPosition::Oldest, Some(any.clone()))
+        .unwrap();
+    let req = PullRequest {
+        max: 10,
+        no_ack: true,
+        ..Default::default()
+    };
     let got = q.pull("reds", &req).unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["0", "2"]);
-    let all = TagFilter { tags: vec!["red".into(), "big".into()], match_all: true };
-    q.create_group("big-reds", StartPosition::Oldest, None).unwrap();
-    let got = q.pull("big-reds", &PullRequest { filter: Some(all.clone()), ..req.clone() }).unwrap();
+    let all = TagFilter {
+        tags: vec!["red".into(), "big".into()],
+        match_all: true,
+    };
+    q.create_group("big-reds", StartPosition::Oldest, None)
+        .unwrap();
+    let got = q
+        .pull(
+            "big-reds",
+            &PullRequest {
+                filter: Some(all.clone()),
+                ..req.clone()
+            },
+        )
+        .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["2"]);
     // The group keeps its first filter.
-    assert!(matches!(q.pull("big-reds", &PullRequest { filter: Some(any), ..req }), Err(Error::PreconditionFailed(_))));
+    assert!(matches!(
+        q.pull(
+            "big-reds",
+            &PullRequest {
+                filter: Some(any),
+                ..req
+            }
+        ),
+        Err(Error::PreconditionFailed(_))
+    ));
     assert_eq!(q.group_filter("big-reds").unwrap(), Some(all));
     e.close();
 }
@@ -155,8 +245,11 @@ async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    t.declare_exchange("dlx", ExchangeSpec::new(ExchangeKind::Fanout)).unwrap();
-    let (dlq, _) = t.declare_queue("dlq", spec(QueueSettings::classic())).unwrap();
+    t.declare_exchange("dlx", ExchangeSpec::new(ExchangeKind::Fanout))
+        .unwrap();
+    let (dlq, _) = t
+        .declare_queue("dlq", spec(QueueSettings::classic()))
+        .unwrap();
     t.bind(BindingSpec {
         source: "dlx".into(),
         destination: Destination::Queue("dlq".into()),
@@ -166,7 +259,10 @@ async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death() {
     .unwrap();
     let s = QueueSettings {
         max_deliveries: Some(2),
-        dead_letter: Some(DeadLetterTarget::Exchange { exchange: "dlx".into(), routing_key: None }),
+        dead_letter: Some(DeadLetterTarget::Exchange {
+            exchange: "dlx".into(),
+            routing_key: None,
+        }),
         ..QueueSettings::classic()
     };
     let (q, _) = t.declare_queue("work", spec(s)).unwrap();
@@ -182,11 +278,24 @@ async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death() {
     c.nack(again[0].tag, true).unwrap(); // attempt 2 failed: over the limit
     assert_eq!(c.try_take(10, &mut Vec::new()).unwrap(), 0);
     let dead = drain(&dlq, DEFAULT_GROUP, true).await;
-    assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), vec!["bad", "poison"]);
-    let Some(HeaderValue::Array(deaths)) = dead[1].message.headers.get("x-death") else { panic!("x-death") };
-    let HeaderValue::Table(first) = &deaths[0] else { panic!() };
-    assert_eq!(first.get("reason").and_then(HeaderValue::as_str), Some("delivery_limit"));
-    assert_eq!(first.get("queue").and_then(HeaderValue::as_str), Some("work"));
+    assert_eq!(
+        dead.iter().map(body).collect::<Vec<_>>(),
+        vec!["bad", "poison"]
+    );
+    let Some(HeaderValue::Array(deaths)) = dead[1].message.headers.get("x-death") else {
+        panic!("x-death")
+    };
+    let HeaderValue::Table(first) = &deaths[0] else {
+        panic!()
+    };
+    assert_eq!(
+        first.get("reason").and_then(HeaderValue::as_str),
+        Some("delivery_limit")
+    );
+    assert_eq!(
+        first.get("queue").and_then(HeaderValue::as_str),
+        Some("work")
+    );
     drop(c);
     e.close();
 }
@@ -196,7 +305,9 @@ async fn ttl_expires_into_dead_letters_and_max_length_drops_head() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (dlq, _) = t.declare_queue("expired", spec(QueueSettings::classic())).unwrap();
+    let (dlq, _) = t
+        .declare_queue("expired", spec(QueueSettings::classic()))
+        .unwrap();
     let s = QueueSettings {
         message_ttl_ms: Some(100),
         dead_letter: Some(DeadLetterTarget::Queue("expired".into())),
@@ -205,22 +316,38 @@ async fn ttl_expires_into_dead_letters_and_max_length_drops_head() {
     let (q, _) = t.declare_queue("short", spec(s)).unwrap();
     t.publish(msg("short", "old")).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(q.message_count(), 0, "expired by the timer without a consumer");
+    assert_eq!(
+        q.message_count(),
+        0,
+        "expired by the timer without a consumer"
+    );
     let dead = drain(&dlq, DEFAULT_GROUP, true).await;
     assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), vec!["old"]);
     assert_eq!(dead[0].message.properties.expiration, None);
 
-    let s = QueueSettings { max_length: Some(3), ..QueueSettings::classic() };
+    let s = QueueSettings {
+        max_length: Some(3),
+        ..QueueSettings::classic()
+    };
     let (q, _) = t.declare_queue("bounded", spec(s)).unwrap();
     for i in 0..5 {
         t.publish(msg("bounded", &i.to_string())).unwrap();
     }
     let got = drain(&q, DEFAULT_GROUP, true).await;
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["2", "3", "4"]);
+    assert_eq!(
+        got.iter().map(body).collect::<Vec<_>>(),
+        vec!["2", "3", "4"]
+    );
 
-    let s = QueueSettings { max_length: Some(2), overflow: Overflow::RejectPublish, ..QueueSettings::classic() };
+    let s = QueueSettings {
+        max_length: Some(2),
+        overflow: Overflow::RejectPublish,
+        ..QueueSettings::classic()
+    };
     t.declare_queue("strict", spec(s)).unwrap();
-    let r: Vec<_> = (0..3).map(|i| t.publish(msg("strict", &i.to_string())).unwrap().rejected).collect();
+    let r: Vec<_> = (0..3)
+        .map(|i| t.publish(msg("strict", &i.to_string())).unwrap().rejected)
+        .collect();
     assert_eq!(r, vec![0, 0, 1]);
     e.close();
 }
@@ -230,22 +357,38 @@ async fn rewind_replays_from_a_sequence_or_time() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    let (q, _) = t.declare_queue("log", spec(QueueSettings::default())).unwrap();
+    let (q, _) = t
+        .declare_queue("log", spec(QueueSettings::default()))
+        .unwrap();
     for i in 0..10 {
         t.publish(msg("log", &i.to_string())).unwrap();
     }
     assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 10);
-    assert_eq!(q.rewind(DEFAULT_GROUP, StartPosition::Sequence(7)).unwrap(), 7);
+    assert_eq!(
+        q.rewind(DEFAULT_GROUP, StartPosition::Sequence(7)).unwrap(),
+        7
+    );
     let again = drain(&q, DEFAULT_GROUP, true).await;
-    assert_eq!(again.iter().map(body).collect::<Vec<_>>(), vec!["7", "8", "9"]);
+    assert_eq!(
+        again.iter().map(body).collect::<Vec<_>>(),
+        vec!["7", "8", "9"]
+    );
     q.rewind(DEFAULT_GROUP, StartPosition::Oldest).unwrap();
     assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 10);
     let future = gw_core::now_millis() + 60_000;
-    q.rewind(DEFAULT_GROUP, StartPosition::Time(future)).unwrap();
+    q.rewind(DEFAULT_GROUP, StartPosition::Time(future))
+        .unwrap();
     assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 0);
     q.create_group("late", StartPosition::Latest, None).unwrap();
     t.publish(msg("log", "new")).unwrap();
-    assert_eq!(drain(&q, "late", true).await.iter().map(body).collect::<Vec<_>>(), vec!["new"]);
+    assert_eq!(
+        drain(&q, "late", true)
+            .await
+            .iter()
+            .map(body)
+            .collect::<Vec<_>>(),
+        vec!["new"]
+    );
     e.close();
 }
 
@@ -254,24 +397,64 @@ async fn bad_input_gets_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     let t = e.tenant("/").unwrap();
-    assert!(matches!(t.declare_queue("", spec(QueueSettings::default())), Err(Error::Invalid { .. })));
-    assert!(matches!(t.declare_queue(&"x".repeat(256), spec(QueueSettings::default())), Err(Error::Invalid { .. })));
-    let bad = QueueSettings { ack_timeout_ms: Some(0), ..QueueSettings::default() };
-    assert!(matches!(t.declare_queue("q", spec(bad)), Err(Error::Invalid { .. })));
-    let huge = QueueSettings { message_ttl_ms: Some(u64::MAX), ..QueueSettings::default() };
-    assert!(matches!(t.declare_queue("q", spec(huge)), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        t.declare_queue("", spec(QueueSettings::default())),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        t.declare_queue(&"x".repeat(256), spec(QueueSettings::default())),
+        Err(Error::Invalid { .. })
+    ));
+    let bad = QueueSettings {
+        ack_timeout_ms: Some(0),
+        ..QueueSettings::default()
+    };
+    assert!(matches!(
+        t.declare_queue("q", spec(bad)),
+        Err(Error::Invalid { .. })
+    ));
+    let huge = QueueSettings {
+        message_ttl_ms: Some(u64::MAX),
+        ..QueueSettings::default()
+    };
+    assert!(matches!(
+        t.declare_queue("q", spec(huge)),
+        Err(Error::Invalid { .. })
+    ));
     assert!(matches!(t.queue("missing"), Err(Error::NotFound { .. })));
     assert!(matches!(e.tenant("nope"), Err(Error::NotFound { .. })));
     let mut m = msg("k", "x");
     m.exchange = "no-such-exchange".into();
     assert!(matches!(t.publish(m), Err(Error::NotFound { .. })));
-    assert!(matches!(t.declare_exchange("amq.mine", ExchangeSpec::new(ExchangeKind::Direct)), Err(Error::AccessRefused(_))));
-    t.declare_queue("q", spec(QueueSettings::default())).unwrap();
-    let other = QueueSettings { max_length: Some(1), ..QueueSettings::default() };
-    assert!(matches!(t.declare_queue("q", spec(other)), Err(Error::PreconditionFailed(_))));
+    assert!(matches!(
+        t.declare_exchange("amq.mine", ExchangeSpec::new(ExchangeKind::Direct)),
+        Err(Error::AccessRefused(_))
+    ));
+    t.declare_queue("q", spec(QueueSettings::default()))
+        .unwrap();
+    let other = QueueSettings {
+        max_length: Some(1),
+        ..QueueSettings::default()
+    };
+    assert!(matches!(
+        t.declare_queue("q", spec(other)),
+        Err(Error::PreconditionFailed(_))
+    ));
     let q = t.queue("q").unwrap();
-    assert!(matches!(q.ack("nope", gw_core::DeliveryTag { seq: 0, attempt: 1 }), Err(Error::NotFound { .. })));
-    assert!(matches!(q.ack(DEFAULT_GROUP, gw_core::DeliveryTag { seq: 99, attempt: 1 }), Err(Error::UnknownDelivery(_))));
+    assert!(matches!(
+        q.ack("nope", gw_core::DeliveryTag { seq: 0, attempt: 1 }),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        q.ack(
+            DEFAULT_GROUP,
+            gw_core::DeliveryTag {
+                seq: 99,
+                attempt: 1
+            }
+        ),
+        Err(Error::UnknownDelivery(_))
+    ));
     let headers = BindingSpec {
         source: "amq.headers".into(),
         destination: Destination::Queue("q".into()),
@@ -289,8 +472,14 @@ async fn topic_and_fanout_broadcast_to_many_queues() {
     let t = e.tenant("/").unwrap();
     let mut queues = Vec::new();
     for i in 0..50 {
-        let (q, _) = t.declare_queue(&format!("sub{i}"), spec(QueueSettings::classic())).unwrap();
-        let key = if i % 2 == 0 { "sensors.#" } else { "sensors.*.temp" };
+        let (q, _) = t
+            .declare_queue(&format!("sub{i}"), spec(QueueSettings::classic()))
+            .unwrap();
+        let key = if i % 2 == 0 {
+            "sensors.#"
+        } else {
+            "sensors.*.temp"
+        };
         t.bind(BindingSpec {
             source: "amq.topic".into(),
             destination: Destination::Queue(q.name().into()),

@@ -52,7 +52,13 @@ pub struct PullRequest {
 
 impl Default for PullRequest {
     fn default() -> Self {
-        PullRequest { max: 1, max_bytes: u64::MAX, lease_timeout: None, no_ack: false, filter: None }
+        PullRequest {
+            max: 1,
+            max_bytes: u64::MAX,
+            lease_timeout: None,
+            no_ack: false,
+            filter: None,
+        }
     }
 }
 
@@ -67,13 +73,28 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue", &self.queue.name()).field("id", &self.id).finish()
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue.name())
+            .field("id", &self.id)
+            .finish()
     }
 }
 
 impl Consumer {
-    pub(super) fn new(queue: Arc<Queue>, group: u32, id: u32, notify: Arc<Notify>, cancelled: Arc<AtomicBool>) -> Self {
-        Consumer { queue, group, id, notify, cancelled }
+    pub(super) fn new(
+        queue: Arc<Queue>,
+        group: u32,
+        id: u32,
+        notify: Arc<Notify>,
+        cancelled: Arc<AtomicBool>,
+    ) -> Self {
+        Consumer {
+            queue,
+            group,
+            id,
+            notify,
+            cancelled,
+        }
     }
 
     /// The queue consumed from.
@@ -93,7 +114,10 @@ impl Consumer {
 
     fn check(&self) -> Result<()> {
         if self.is_cancelled() {
-            Err(Error::ConsumerCancelled(format!("queue '{}' was deleted", self.queue.name())))
+            Err(Error::ConsumerCancelled(format!(
+                "queue '{}' was deleted",
+                self.queue.name()
+            )))
         } else {
             Ok(())
         }

@@ -32,7 +32,12 @@ impl FifoState {
                 false
             }
             None => {
-                self.keys.insert(key.to_owned(), KeyState { pending: VecDeque::new() });
+                self.keys.insert(
+                    key.to_owned(),
+                    KeyState {
+                        pending: VecDeque::new(),
+                    },
+                );
                 self.heads.insert(seq, key.to_owned());
                 true
             }

@@ -152,7 +152,9 @@ impl Source<'_> {
             match Log::entry_from_record(self.store, self.settings, rec) {
                 Ok(Some(e)) => out.push((seq, e)),
                 Ok(None) => {}
-                Err(e) => tracing::error!(queue = self.log.queue_id, seq, cause = %e, "cannot read message"),
+                Err(e) => {
+                    tracing::error!(queue = self.log.queue_id, seq, cause = %e, "cannot read message")
+                }
             }
         }
         out
@@ -223,7 +225,12 @@ pub(crate) struct ConsumerSlot {
 }
 
 impl ConsumerSlot {
-    pub fn new(id: u32, tag: String, notify: Arc<Notify>, cancelled: Arc<std::sync::atomic::AtomicBool>) -> Self {
+    pub fn new(
+        id: u32,
+        tag: String,
+        notify: Arc<Notify>,
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         ConsumerSlot {
             id,
             tag,
@@ -299,7 +306,14 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    pub fn new(id: u32, name: String, filter: Option<TagFilter>, start: u64, settings: &QueueSettings, log: &Log) -> Self {
+    pub fn new(
+        id: u32,
+        name: String,
+        filter: Option<TagFilter>,
+        start: u64,
+        settings: &QueueSettings,
+        log: &Log,
+    ) -> Self {
         Group {
             id,
             name,
@@ -367,8 +381,18 @@ impl Group {
         settled.extend(run);
         // Parts of a pre-restart state not yet re-read keep their information.
         if let Some(r) = &self.recovered {
-            settled.extend(r.settled.iter().filter(|(_, b)| *b > self.cursor).map(|&(a, b)| (a.max(self.cursor), b)));
-            attempts.extend(r.attempts.iter().filter(|(s, _)| **s >= self.cursor).map(|(s, a)| (*s, *a)));
+            settled.extend(
+                r.settled
+                    .iter()
+                    .filter(|(_, b)| *b > self.cursor)
+                    .map(|&(a, b)| (a.max(self.cursor), b)),
+            );
+            attempts.extend(
+                r.attempts
+                    .iter()
+                    .filter(|(s, _)| **s >= self.cursor)
+                    .map(|(s, a)| (*s, *a)),
+            );
         }
         GroupRecord {
             id: self.id,
@@ -385,10 +409,6 @@ impl Group {
 
     pub fn floor(&self) -> u64 {
         self.floor
-    }
-
-    pub fn cursor(&self) -> u64 {
-        self.cursor
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -440,7 +460,8 @@ impl Group {
             self.read_ahead.pop_front();
         }
         if self.read_ahead.is_empty() {
-            self.read_ahead.extend(src.load(seq, src.log.window_start(), READ_AHEAD));
+            self.read_ahead
+                .extend(src.load(seq, src.log.window_start(), READ_AHEAD));
             if self.read_ahead.is_empty() {
                 return None;
             }
@@ -453,7 +474,9 @@ impl Group {
 
     /// What the pre-restart state says of `seq`: (attempts so far, already settled).
     fn recovered_info(&mut self, seq: u64) -> (u32, bool) {
-        let Some(r) = &mut self.recovered else { return (0, false) };
+        let Some(r) = &mut self.recovered else {
+            return (0, false);
+        };
         if seq >= r.hw {
             self.recovered = None;
             return (0, false);
@@ -476,23 +499,35 @@ impl Group {
         let (attempts, settled_before) = self.recovered_info(seq);
         self.cursor += 1;
         let Some(e) = entry else {
-            self.slots.push_back(Slot { state: SlotState::Settled, prio: 0, attempts, consumer: 0, size: 0 });
+            self.slots.push_back(Slot {
+                state: SlotState::Settled,
+                prio: 0,
+                attempts,
+                consumer: 0,
+                size: 0,
+            });
             self.advance_floor();
             return Scan::Skipped;
         };
         self.scanned_bytes += u64::from(e.size);
         let prio = e.priority(self.max_priority);
-        self.slots.push_back(Slot { state: SlotState::Ready, prio, attempts, consumer: 0, size: e.size });
+        self.slots.push_back(Slot {
+            state: SlotState::Ready,
+            prio,
+            attempts,
+            consumer: 0,
+            size: e.size,
+        });
         if settled_before {
             self.settle(seq, fx);
             return Scan::Skipped;
         }
-        if let Some(f) = &self.filter {
-            if !f.matches(&e.msg.tags) {
-                self.stats.filtered += 1;
-                self.settle(seq, fx);
-                return Scan::Skipped;
-            }
+        if let Some(f) = &self.filter
+            && !f.matches(&e.msg.tags)
+        {
+            self.stats.filtered += 1;
+            self.settle(seq, fx);
+            return Scan::Skipped;
         }
         if e.is_expired(src.now) {
             self.stats.expired += 1;
@@ -531,7 +566,13 @@ impl Group {
     }
 
     /// Hands out up to `t.max` messages (and about `t.max_bytes`) to one taker.
-    pub fn take(&mut self, src: &Source, t: &Taker, out: &mut Vec<Delivery>, fx: &mut Effects) -> Taken {
+    pub fn take(
+        &mut self,
+        src: &Source,
+        t: &Taker,
+        out: &mut Vec<Delivery>,
+        fx: &mut Effects,
+    ) -> Taken {
         let mut taken = Taken::default();
         let mut skips = 0;
         while taken.count < t.max && taken.bytes < t.max_bytes {
@@ -590,8 +631,18 @@ impl Group {
         }
     }
 
-    fn deliver(&mut self, seq: u64, e: Entry, t: &Taker, src: &Source, out: &mut Vec<Delivery>, fx: &mut Effects) {
-        let Some(slot) = self.slot_mut(seq) else { return };
+    fn deliver(
+        &mut self,
+        seq: u64,
+        e: Entry,
+        t: &Taker,
+        src: &Source,
+        out: &mut Vec<Delivery>,
+        fx: &mut Effects,
+    ) {
+        let Some(slot) = self.slot_mut(seq) else {
+            return;
+        };
         slot.attempts = slot.attempts.saturating_add(1);
         let attempt = slot.attempts;
         if t.no_ack {
@@ -601,7 +652,8 @@ impl Group {
             slot.consumer = t.consumer;
             self.in_flight += 1;
             if let Some(lease) = t.lease {
-                self.deadlines.push(Reverse((src.instant + lease, seq, attempt)));
+                self.deadlines
+                    .push(Reverse((src.instant + lease, seq, attempt)));
             }
         }
         self.delivered_hw = self.delivered_hw.max(seq + 1);
@@ -609,7 +661,11 @@ impl Group {
         if attempt > 1 {
             self.stats.redelivered += 1;
         }
-        out.push(Delivery { tag: DeliveryTag { seq, attempt }, message: e.msg, redelivered: attempt > 1 });
+        out.push(Delivery {
+            tag: DeliveryTag { seq, attempt },
+            message: e.msg,
+            redelivered: attempt > 1,
+        });
         if t.no_ack {
             self.stats.acked += 1;
             self.settle(seq, fx);
@@ -643,8 +699,13 @@ impl Group {
 
     fn check_in_flight(&self, tag: DeliveryTag) -> Result<(u32, u32)> {
         match self.slot(tag.seq) {
-            Some(s) if s.state == SlotState::InFlight && s.attempts == tag.attempt => Ok((s.consumer, s.size)),
-            _ => Err(Error::UnknownDelivery(format!("{}.{} in group '{}'", tag.seq, tag.attempt, self.name))),
+            Some(s) if s.state == SlotState::InFlight && s.attempts == tag.attempt => {
+                Ok((s.consumer, s.size))
+            }
+            _ => Err(Error::UnknownDelivery(format!(
+                "{}.{} in group '{}'",
+                tag.seq, tag.attempt, self.name
+            ))),
         }
     }
 
@@ -657,7 +718,13 @@ impl Group {
     }
 
     /// Returns a delivery: requeued (until max deliveries) or dead-lettered.
-    pub fn nack(&mut self, tag: DeliveryTag, requeue: bool, src: &Source, fx: &mut Effects) -> Result<(u32, u32)> {
+    pub fn nack(
+        &mut self,
+        tag: DeliveryTag,
+        requeue: bool,
+        src: &Source,
+        fx: &mut Effects,
+    ) -> Result<(u32, u32)> {
         let r = self.check_in_flight(tag)?;
         if requeue {
             self.requeue(tag.seq, src, fx);
@@ -683,10 +750,20 @@ impl Group {
         }
     }
 
-    fn dead_letter(&mut self, seq: u64, entry: Option<Entry>, reason: DeathReason, fx: &mut Effects) {
+    fn dead_letter(
+        &mut self,
+        seq: u64,
+        entry: Option<Entry>,
+        reason: DeathReason,
+        fx: &mut Effects,
+    ) {
         self.stats.dead_lettered += 1;
         if let Some(e) = entry {
-            fx.dead.push(DeadLetter { message: e.msg, reason, group: self.name.clone() });
+            fx.dead.push(DeadLetter {
+                message: e.msg,
+                reason,
+                group: self.name.clone(),
+            });
         }
         self.settle(seq, fx);
     }
@@ -778,7 +855,10 @@ impl Group {
             match self.scan_next(src, fx) {
                 Scan::End => false,
                 Scan::Skipped => {
-                    if self.slot(seq).is_some_and(|s| s.state == SlotState::Pending) {
+                    if self
+                        .slot(seq)
+                        .is_some_and(|s| s.state == SlotState::Pending)
+                    {
                         if let Some(f) = &mut self.fifo {
                             f.forget_pending(seq);
                         }
@@ -825,7 +905,13 @@ impl Group {
             self.floor = src.log.next_seq;
         } else {
             for _ in self.cursor..src.log.next_seq {
-                self.slots.push_back(Slot { state: SlotState::Settled, prio: 0, attempts: 0, consumer: 0, size: 0 });
+                self.slots.push_back(Slot {
+                    state: SlotState::Settled,
+                    prio: 0,
+                    attempts: 0,
+                    consumer: 0,
+                    size: 0,
+                });
             }
         }
         self.cursor = src.log.next_seq;
@@ -875,7 +961,10 @@ impl Group {
                 None => return,
             }
         }
-        self.waiters.push_back(Waiter { consumer, notify: Arc::clone(notify) });
+        self.waiters.push_back(Waiter {
+            consumer,
+            notify: Arc::clone(notify),
+        });
     }
 
     /// Takes a pull's waiter off the list (it timed out).
@@ -910,7 +999,9 @@ impl Group {
     pub fn wake(&mut self, fx: &mut Effects) {
         let mut n = std::mem::take(&mut self.newly_ready);
         while n > 0 {
-            let Some(w) = self.waiters.pop_front() else { break };
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
             if w.consumer != 0 {
                 match self.consumer_mut(w.consumer) {
                     Some(c) => c.registered = false,

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::message::{Message, UnixMillis};
-use crate::store::records::{LogBody, LogRecord};
-use crate::store::Store;
 use crate::error::Result;
+use crate::message::{Message, UnixMillis};
+use crate::store::Store;
+use crate::store::records::{LogBody, LogRecord};
 
 use super::QueueSettings;
 
@@ -26,6 +26,9 @@ pub(crate) struct Entry {
     pub size: u32,
     /// Whether the log entry is (or will be) on disk.
     pub persisted: bool,
+    /// The store ticket of the write that put it on disk (0: not written).
+    /// It stays in memory until that write is applied, so readers never miss it.
+    pub ticket: u64,
 }
 
 impl Entry {
@@ -36,7 +39,13 @@ impl Entry {
         };
         let expires_at = ttl.map_or(u64::MAX, |t| msg.published_at.saturating_add(t));
         let size = u32::try_from(msg.accounted_size()).unwrap_or(u32::MAX);
-        Entry { msg, expires_at, size, persisted }
+        Entry {
+            msg,
+            expires_at,
+            size,
+            persisted,
+            ticket: 0,
+        }
     }
 
     pub fn is_expired(&self, now: UnixMillis) -> bool {
@@ -115,6 +124,15 @@ impl Log {
         self.window.get(usize::try_from(i).ok()?)
     }
 
+    /// In-memory entries, oldest first, for the eviction pass to write out.
+    pub fn window_mut(&mut self) -> impl Iterator<Item = (u64, &mut Entry)> {
+        let start = self.window_start;
+        self.window
+            .iter_mut()
+            .enumerate()
+            .map(move |(i, e)| (start + i as u64, e))
+    }
+
     /// Takes the oldest in-memory entry out of memory (the caller makes sure it is on disk).
     pub fn evict_front(&mut self) -> Option<(u64, Entry)> {
         let e = self.window.pop_front()?;
@@ -126,8 +144,8 @@ impl Log {
     }
 
     /// The oldest in-memory entry.
-    pub fn front(&self) -> Option<(u64, &Entry)> {
-        self.window.front().map(|e| (self.window_start, e))
+    pub fn front(&self) -> Option<&Entry> {
+        self.window.front()
     }
 
     /// Drops `[head, new_head)` from the log; returns the ranges `[a, b)` that
@@ -142,7 +160,9 @@ impl Log {
         }
         let mut run: Option<(u64, u64)> = None;
         while self.window_start < new_head {
-            let Some(e) = self.window.pop_front() else { break };
+            let Some(e) = self.window.pop_front() else {
+                break;
+            };
             let seq = self.window_start;
             self.window_start += 1;
             self.window_bytes -= u64::from(e.size);
@@ -166,8 +186,12 @@ impl Log {
             // scale the retained bytes down by the share removed.
             let removed = self.window_start.min(new_head) - self.head;
             let total = self.next_seq - self.head;
-            if total > 0 {
-                self.retained_bytes -= self.retained_bytes.saturating_mul(removed) / total;
+            if let Some(share) = self
+                .retained_bytes
+                .saturating_mul(removed)
+                .checked_div(total)
+            {
+                self.retained_bytes -= share;
             }
         }
         self.head = new_head;
@@ -191,7 +215,7 @@ impl Log {
         }
         let persisted = record.transient_epoch.is_none();
         let msg = match record.body {
-            LogBody::Inline(m) => m,
+            LogBody::Inline(m) => *m,
             LogBody::Shared(id) => match store.get_body(id)? {
                 Some(m) => m,
                 None => return Ok(None),
@@ -206,7 +230,11 @@ mod tests {
     use super::*;
 
     fn entry(n: u8, persisted: bool) -> Entry {
-        Entry::new(Arc::new(Message::new(vec![n; 10])), &QueueSettings::default(), persisted)
+        Entry::new(
+            Arc::new(Message::new(vec![n; 10])),
+            &QueueSettings::default(),
+            persisted,
+        )
     }
 
     #[test]

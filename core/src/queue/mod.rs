@@ -22,11 +22,13 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub use consumer::{Consumer, ConsumerSpec, PullRequest};
-pub use group::{DeathReason, Delivery, DeliveryTag};
-pub(crate) use group::{DeadLetter, Effects};
 use group::{ConsumerSlot, Group, Source, Taker};
+pub(crate) use group::{DeadLetter, Effects};
+pub use group::{DeathReason, Delivery, DeliveryTag};
 pub(crate) use log::{Entry, Log};
-pub use settings::{DeadLetterTarget, Overflow, QueueKind, QueueSettings, StartPosition, TagFilter};
+pub use settings::{
+    DeadLetterTarget, Overflow, QueueKind, QueueSettings, StartPosition, TagFilter,
+};
 
 use crate::engine::Services;
 use crate::error::{Error, Result};
@@ -48,6 +50,8 @@ pub struct GroupStats {
     pub in_flight: u64,
     /// Consumers attached.
     pub consumers: usize,
+    /// Their tags (AMQP consumer tags, MQTT client ids, …).
+    pub consumer_tags: Vec<String>,
     /// The group's tag filter.
     pub filter: Option<TagFilter>,
     /// Monotonic counters.
@@ -101,7 +105,10 @@ pub(crate) enum Persist {
 /// What happened to one message offered to a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Appended {
-    Stored { seq: u64, ticket: Option<Ticket> },
+    Stored {
+        seq: u64,
+        ticket: Option<Ticket>,
+    },
     /// Refused by `reject-publish` overflow.
     Rejected,
     /// The queue was deleted meanwhile.
@@ -141,7 +148,10 @@ struct QueueState {
 
 impl QueueState {
     fn group_index(&self, name: &str) -> Result<usize> {
-        self.groups.iter().position(|g| g.name == name).ok_or_else(|| Error::not_found("group", name))
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| Error::not_found("group", name))
     }
 
     fn consumer_count(&self) -> usize {
@@ -149,7 +159,11 @@ impl QueueState {
     }
 
     fn min_floor(&self) -> u64 {
-        self.groups.iter().map(Group::floor).min().unwrap_or(self.log.next_seq)
+        self.groups
+            .iter()
+            .map(Group::floor)
+            .min()
+            .unwrap_or(self.log.next_seq)
     }
 }
 
@@ -168,9 +182,17 @@ pub(crate) struct QueueInit {
 }
 
 impl Queue {
-    pub(crate) fn new(init: QueueInit, services: Arc<Services>, log: Log, groups: Vec<GroupRecord>) -> Arc<Queue> {
+    pub(crate) fn new(
+        init: QueueInit,
+        services: Arc<Services>,
+        log: Log,
+        groups: Vec<GroupRecord>,
+    ) -> Arc<Queue> {
         let next_group_id = groups.iter().map(|g| g.id + 1).max().unwrap_or(1);
-        let groups = groups.into_iter().map(|r| Group::from_record(r, &init.settings, &log)).collect();
+        let groups = groups
+            .into_iter()
+            .map(|r| Group::from_record(r, &init.settings, &log))
+            .collect();
         Arc::new_cyclic(|me| Queue {
             id: init.id,
             name: init.name,
@@ -285,7 +307,13 @@ impl Queue {
     }
 
     fn source<'a>(&'a self, log: &'a Log) -> Source<'a> {
-        Source { log, store: self.store(), settings: &self.settings, now: now_millis(), instant: Instant::now() }
+        Source {
+            log,
+            store: self.store(),
+            settings: &self.settings,
+            now: now_millis(),
+            instant: Instant::now(),
+        }
     }
 
     /// Messages whose entry must be written are written only by durable queues.
@@ -306,10 +334,10 @@ impl Queue {
         for n in fx.wake {
             n.notify_one();
         }
-        if !fx.dead.is_empty() {
-            if let Some(q) = self.me.upgrade() {
-                self.services.dead_letter(&q, fx.dead);
-            }
+        if !fx.dead.is_empty()
+            && let Some(q) = self.me.upgrade()
+        {
+            self.services.dead_letter(&q, fx.dead);
         }
     }
 
@@ -332,24 +360,40 @@ impl Queue {
         if st.deleted {
             return Appended::Gone;
         }
-        let entry = Entry::new(Arc::clone(msg), &self.settings, persist != Persist::No);
-        if self.settings.overflow == Overflow::RejectPublish && self.is_full(&st, u64::from(entry.size)) {
+        let mut entry = Entry::new(Arc::clone(msg), &self.settings, persist != Persist::No);
+        if self.settings.overflow == Overflow::RejectPublish
+            && self.is_full(&st, u64::from(entry.size))
+        {
             return Appended::Rejected;
         }
         let expires_at = entry.expires_at;
-        let seq = st.log.push(entry);
-        st.published += 1;
+        let seq = st.log.next_seq;
         let ticket = match persist {
             Persist::No => None,
             Persist::Inline => Some(self.store().submit(
-                Op::PutLog { queue: self.id, seq, message: Arc::clone(msg), transient_epoch: None },
+                Op::PutLog {
+                    queue: self.id,
+                    seq,
+                    message: Arc::clone(msg),
+                    transient_epoch: None,
+                },
                 sync,
             )),
             Persist::Shared(body) => {
                 st.log.shared.insert(seq, body);
-                Some(self.store().submit(Op::PutLogShared { queue: self.id, seq, body }, sync))
+                Some(self.store().submit(
+                    Op::PutLogShared {
+                        queue: self.id,
+                        seq,
+                        body,
+                    },
+                    sync,
+                ))
             }
         };
+        entry.ticket = ticket.unwrap_or(0);
+        st.log.push(entry);
+        st.published += 1;
         if self.settings.max_length.is_some() || self.settings.max_bytes.is_some() {
             self.enforce_limits(&mut st, &mut fx);
         }
@@ -374,7 +418,10 @@ impl Queue {
     fn is_full(&self, st: &QueueState, extra_bytes: u64) -> bool {
         let (len, bytes) = self.backlog(st);
         self.settings.max_length.is_some_and(|m| len >= m)
-            || self.settings.max_bytes.is_some_and(|m| bytes + extra_bytes > m)
+            || self
+                .settings
+                .max_bytes
+                .is_some_and(|m| bytes + extra_bytes > m)
     }
 
     /// The largest backlog over the groups (the whole log when there are none).
@@ -382,18 +429,28 @@ impl Queue {
         if st.groups.is_empty() {
             return (st.log.len(), st.log.retained_bytes);
         }
-        st.groups.iter().fold((0, 0), |(l, b), g| (l.max(g.ready_count(&st.log)), b.max(g.ready_bytes(&st.log))))
+        st.groups.iter().fold((0, 0), |(l, b), g| {
+            (l.max(g.ready_count(&st.log)), b.max(g.ready_bytes(&st.log)))
+        })
     }
 
     fn enforce_limits(&self, st: &mut QueueState, fx: &mut Effects) {
         let over = |log: &Log, g: &Group| {
-            self.settings.max_length.is_some_and(|m| g.ready_count(log) > m)
-                || self.settings.max_bytes.is_some_and(|m| g.ready_bytes(log) > m)
+            self.settings
+                .max_length
+                .is_some_and(|m| g.ready_count(log) > m)
+                || self
+                    .settings
+                    .max_bytes
+                    .is_some_and(|m| g.ready_bytes(log) > m)
         };
         let dead_letter = self.settings.overflow == Overflow::DeadLetterHead;
         if st.groups.is_empty() {
             while self.settings.max_length.is_some_and(|m| st.log.len() > m)
-                || self.settings.max_bytes.is_some_and(|m| st.log.retained_bytes > m && st.log.len() > 1)
+                || self
+                    .settings
+                    .max_bytes
+                    .is_some_and(|m| st.log.retained_bytes > m && st.log.len() > 1)
             {
                 let head = st.log.head + 1;
                 self.trim_to(st, head);
@@ -413,23 +470,51 @@ impl Queue {
         }
     }
 
-    /// Moves the oldest in-memory messages to disk while the window is over budget.
+    /// Moves the oldest in-memory messages to disk while the window is over
+    /// budget. An entry leaves memory only once its write has been applied to
+    /// the store, so a reader never finds it in neither place.
     fn evict(&self, st: &mut QueueState) {
         let budget = self.services.queue_memory_bytes;
-        while st.log.window_bytes() > budget {
-            let Some((seq, e)) = st.log.evict_front() else { break };
-            if !e.persisted {
-                if !self.durable {
-                    self.store().submit(
-                        Op::Put(Ks::Meta, KeyBuf::new(kind::GARBAGE).u64(self.id).done(), Vec::new()),
-                        false,
-                    );
-                }
-                self.store().submit(
-                    Op::PutLog { queue: self.id, seq, message: e.msg, transient_epoch: Some(self.store().epoch) },
-                    false,
-                );
+        let mut excess = st.log.window_bytes().saturating_sub(budget);
+        if excess == 0 {
+            return;
+        }
+        let store = self.store();
+        let mut spilled = false;
+        for (seq, e) in st.log.window_mut() {
+            if excess == 0 {
+                break;
             }
+            excess = excess.saturating_sub(u64::from(e.size));
+            if e.ticket == 0 {
+                let op = Op::PutLog {
+                    queue: self.id,
+                    seq,
+                    message: Arc::clone(&e.msg),
+                    transient_epoch: Some(store.epoch),
+                };
+                e.ticket = store.submit(op, false);
+                spilled = true;
+            }
+        }
+        if spilled && !self.durable {
+            store.submit(
+                Op::Put(
+                    Ks::Meta,
+                    KeyBuf::new(kind::GARBAGE).u64(self.id).done(),
+                    Vec::new(),
+                ),
+                false,
+            );
+        }
+        let applied = store.applied_ticket();
+        while st.log.window_bytes() > budget
+            && st
+                .log
+                .front()
+                .is_some_and(|e| e.ticket != 0 && e.ticket <= applied)
+        {
+            st.log.evict_front();
         }
     }
 
@@ -461,10 +546,22 @@ impl Queue {
         st.log.trim_head(new_head, &mut ranges);
         if self.durable || !ranges.is_empty() {
             for (from, to) in ranges {
-                self.store().submit(Op::DelLogRange { queue: self.id, from, to }, false);
+                self.store().submit(
+                    Op::DelLogRange {
+                        queue: self.id,
+                        from,
+                        to,
+                    },
+                    false,
+                );
             }
         }
-        let shared: Vec<(u64, u64)> = st.log.shared.range(old_head..new_head).map(|(s, b)| (*s, *b)).collect();
+        let shared: Vec<(u64, u64)> = st
+            .log
+            .shared
+            .range(old_head..new_head)
+            .map(|(s, b)| (*s, *b))
+            .collect();
         for (seq, body) in shared {
             st.log.shared.remove(&seq);
             self.services.release_shared(body, self.id, seq);
@@ -478,7 +575,9 @@ impl Queue {
         let cutoff = now_millis().saturating_sub(self.settings.retention_ms);
         let mut new_head = st.log.head;
         while new_head < floor.min(st.log.window_start()) {
-            let Ok(records) = self.store().read_log(self.id, new_head, 256, 1 << 20) else { break };
+            let Ok(records) = self.store().read_log(self.id, new_head, 256, 1 << 20) else {
+                break;
+            };
             if records.is_empty() {
                 new_head = floor.min(st.log.window_start());
                 break;
@@ -511,11 +610,21 @@ impl Queue {
 
     /// Names of the queue's consumer groups.
     pub fn group_names(&self) -> Vec<String> {
-        self.state.lock().groups.iter().map(|g| g.name.clone()).collect()
+        self.state
+            .lock()
+            .groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect()
     }
 
     /// Creates a consumer group; false when it existed already (unchanged).
-    pub fn create_group(&self, name: &str, start: StartPosition, filter: Option<TagFilter>) -> Result<bool> {
+    pub fn create_group(
+        &self,
+        name: &str,
+        start: StartPosition,
+        filter: Option<TagFilter>,
+    ) -> Result<bool> {
         crate::names::check_name("group", name)?;
         if let Some(f) = &filter {
             f.validate()?;
@@ -551,7 +660,8 @@ impl Queue {
         self.trim(&mut st);
         drop(st);
         if self.durable {
-            self.store().submit(Op::Del(Ks::Meta, group_key(self.id, name)), false);
+            self.store()
+                .submit(Op::Del(Ks::Meta, group_key(self.id, name)), false);
         }
         self.finish(fx);
         Ok(())
@@ -604,7 +714,11 @@ impl Queue {
                     .read_log(self.id, mid, 1, u64::MAX)
                     .ok()
                     .and_then(|r| r.into_iter().next())
-                    .and_then(|(_, rec)| Log::entry_from_record(self.store(), &self.settings, rec).ok().flatten())
+                    .and_then(|(_, rec)| {
+                        Log::entry_from_record(self.store(), &self.settings, rec)
+                            .ok()
+                            .flatten()
+                    })
                     .map(|e| e.msg.published_at),
             };
             match published {
@@ -627,11 +741,21 @@ impl Queue {
         }
         let i = st.group_index(group)?;
         Self::check_filter(&mut st.groups[i], spec.filter.as_ref())?;
-        if st.groups.iter().any(|g| g.consumers.iter().any(|c| c.exclusive)) {
-            return Err(Error::AccessRefused(format!("queue '{}' in exclusive use", self.name)));
+        if st
+            .groups
+            .iter()
+            .any(|g| g.consumers.iter().any(|c| c.exclusive))
+        {
+            return Err(Error::AccessRefused(format!(
+                "queue '{}' in exclusive use",
+                self.name
+            )));
         }
         if spec.exclusive && st.consumer_count() > 0 {
-            return Err(Error::AccessRefused(format!("queue '{}' in exclusive use", self.name)));
+            return Err(Error::AccessRefused(format!(
+                "queue '{}' in exclusive use",
+                self.name
+            )));
         }
         let id = st.next_consumer_id;
         st.next_consumer_id = st.next_consumer_id.wrapping_add(1).max(1);
@@ -639,7 +763,12 @@ impl Queue {
         st.last_used = Instant::now();
         let notify = Arc::new(Notify::new());
         let cancelled = Arc::new(AtomicBool::new(false));
-        let mut slot = ConsumerSlot::new(id, spec.tag.clone(), Arc::clone(&notify), Arc::clone(&cancelled));
+        let mut slot = ConsumerSlot::new(
+            id,
+            spec.tag.clone(),
+            Arc::clone(&notify),
+            Arc::clone(&cancelled),
+        );
         slot.prefetch_count = spec.prefetch_count;
         slot.prefetch_bytes = spec.prefetch_bytes;
         slot.no_ack = spec.no_ack;
@@ -652,7 +781,13 @@ impl Queue {
         drop(st);
         // Let the new consumer look at once: messages may be waiting.
         notify.notify_one();
-        Ok(Consumer::new(self.me.upgrade().ok_or(Error::ShuttingDown)?, group_id, id, notify, cancelled))
+        Ok(Consumer::new(
+            self.me.upgrade().ok_or(Error::ShuttingDown)?,
+            group_id,
+            id,
+            notify,
+            cancelled,
+        ))
     }
 
     fn check_filter(g: &mut Group, wanted: Option<&TagFilter>) -> Result<bool> {
@@ -675,18 +810,31 @@ impl Queue {
     }
 
     /// Takes deliveries for a consumer; registers it for a wake-up when it gets none.
-    pub(crate) fn take_for(&self, group_id: u32, consumer: u32, max: usize, out: &mut Vec<Delivery>) -> Result<(usize, bool)> {
+    pub(crate) fn take_for(
+        &self,
+        group_id: u32,
+        consumer: u32,
+        max: usize,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(usize, bool)> {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         let QueueState { log, groups, .. } = &mut *st;
         let Some(g) = groups.iter_mut().find(|g| g.id == group_id) else {
-            return Err(Error::ConsumerCancelled(format!("group of queue '{}' deleted", self.name)));
+            return Err(Error::ConsumerCancelled(format!(
+                "group of queue '{}' deleted",
+                self.name
+            )));
         };
         let Some(c) = g.consumer_mut(consumer) else {
-            return Err(Error::ConsumerCancelled(format!("consumer of queue '{}' cancelled", self.name)));
+            return Err(Error::ConsumerCancelled(format!(
+                "consumer of queue '{}' cancelled",
+                self.name
+            )));
         };
         let (credit, credit_bytes) = c.credit();
-        let (no_ack, lease, priority, notify) = (c.no_ack, c.lease, c.priority, Arc::clone(&c.notify));
+        let (no_ack, lease, priority, notify) =
+            (c.no_ack, c.lease, c.priority, Arc::clone(&c.notify));
         if credit == 0 || credit_bytes == 0 {
             g.set_credit_blocked(consumer);
             return Ok((0, false));
@@ -694,21 +842,28 @@ impl Queue {
         // Single active consumer: only the longest-standing consumer receives.
         // Consumer priorities: a lower-priority consumer waits while a
         // higher-priority one has room and is waiting.
-        let passive = (self.settings.single_active_consumer && g.consumers.first().is_some_and(|f| f.id != consumer))
-            || g.consumers.iter().any(|o| o.id != consumer && o.priority > priority && o.credit().0 > 0);
+        let passive = (self.settings.single_active_consumer
+            && g.consumers.first().is_some_and(|f| f.id != consumer))
+            || g.consumers
+                .iter()
+                .any(|o| o.id != consumer && o.priority > priority && o.credit().0 > 0);
         if passive {
             g.register_waiter(consumer, &notify);
             return Ok((0, false));
         }
         let src = self.source(log);
-        let taker = Taker { consumer, no_ack, lease, max: max.min(credit), max_bytes: credit_bytes };
+        let taker = Taker {
+            consumer,
+            no_ack,
+            lease,
+            max: max.min(credit),
+            max_bytes: credit_bytes,
+        };
         let before = out.len();
         let taken = g.take(&src, &taker, out, &mut fx);
-        if !no_ack {
-            if let Some(c) = g.consumer_mut(consumer) {
-                c.in_flight += taken.count as u32;
-                c.in_flight_bytes += taken.bytes;
-            }
+        if !no_ack && let Some(c) = g.consumer_mut(consumer) {
+            c.in_flight += taken.count as u32;
+            c.in_flight_bytes += taken.bytes;
         }
         if taken.count == 0 && !taken.more {
             g.register_waiter(consumer, &notify);
@@ -733,12 +888,12 @@ impl Queue {
     /// Changes a consumer's prefetch window.
     pub(crate) fn set_prefetch(&self, group_id: u32, consumer: u32, count: u32, bytes: u64) {
         let mut st = self.state.lock();
-        if let Some(g) = st.groups.iter_mut().find(|g| g.id == group_id) {
-            if let Some(c) = g.consumer_mut(consumer) {
-                c.prefetch_count = count;
-                c.prefetch_bytes = bytes;
-                c.notify.notify_one();
-            }
+        if let Some(g) = st.groups.iter_mut().find(|g| g.id == group_id)
+            && let Some(c) = g.consumer_mut(consumer)
+        {
+            c.prefetch_count = count;
+            c.prefetch_bytes = bytes;
+            c.notify.notify_one();
         }
     }
 
@@ -747,31 +902,34 @@ impl Queue {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         let QueueState { log, groups, .. } = &mut *st;
-        if let Some(g) = groups.iter_mut().find(|g| g.id == group_id) {
-            if let Some(pos) = g.consumers.iter().position(|c| c.id == consumer) {
-                let was_first = pos == 0;
-                g.consumers.remove(pos);
-                let src = self.source(log);
-                g.release_consumer(consumer, &src, &mut fx);
-                g.wake(&mut fx);
-                if was_first && self.settings.single_active_consumer {
-                    if let Some(next) = g.consumers.first() {
-                        fx.wake.push(Arc::clone(&next.notify));
-                    }
-                }
-                // A higher-priority consumer left: lower ones may now receive.
-                for c in &g.consumers {
-                    fx.wake.push(Arc::clone(&c.notify));
-                }
+        if let Some(g) = groups.iter_mut().find(|g| g.id == group_id)
+            && let Some(pos) = g.consumers.iter().position(|c| c.id == consumer)
+        {
+            let was_first = pos == 0;
+            g.consumers.remove(pos);
+            let src = self.source(log);
+            g.release_consumer(consumer, &src, &mut fx);
+            g.wake(&mut fx);
+            if was_first
+                && self.settings.single_active_consumer
+                && let Some(next) = g.consumers.first()
+            {
+                fx.wake.push(Arc::clone(&next.notify));
+            }
+            // A higher-priority consumer left: lower ones may now receive.
+            for c in &g.consumers {
+                fx.wake.push(Arc::clone(&c.notify));
             }
         }
         st.last_used = Instant::now();
-        let auto_delete = self.auto_delete && st.had_consumers && st.consumer_count() == 0 && !st.deleted;
+        let auto_delete =
+            self.auto_delete && st.had_consumers && st.consumer_count() == 0 && !st.deleted;
         drop(st);
         self.touch();
         self.finish(fx);
         if auto_delete {
-            self.services.delete_queue_later(&self.tenant, &self.name, self.id);
+            self.services
+                .delete_queue_later(&self.tenant, &self.name, self.id);
         }
         if let Some(expires) = self.settings.expires_ms {
             self.schedule(Instant::now() + Duration::from_millis(expires));
@@ -786,7 +944,12 @@ impl Queue {
     }
 
     /// Like [`Queue::pull`], but waits up to `wait` for the first message (long poll).
-    pub async fn pull_wait(&self, group: &str, req: &PullRequest, wait: Duration) -> Result<Vec<Delivery>> {
+    pub async fn pull_wait(
+        &self,
+        group: &str,
+        req: &PullRequest,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
         let notify = Arc::new(Notify::new());
         let mut out = Vec::new();
@@ -799,7 +962,10 @@ impl Queue {
             if more {
                 continue;
             }
-            if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, notify.notified())
+                .await
+                .is_err()
+            {
                 self.forget_waiter(group, &notify);
                 return Ok(out);
             }
@@ -813,7 +979,13 @@ impl Queue {
         }
     }
 
-    fn pull_into(&self, group: &str, req: &PullRequest, out: &mut Vec<Delivery>, waiter: Option<&Arc<Notify>>) -> Result<bool> {
+    fn pull_into(
+        &self,
+        group: &str,
+        req: &PullRequest,
+        out: &mut Vec<Delivery>,
+        waiter: Option<&Arc<Notify>>,
+    ) -> Result<bool> {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         if st.deleted {
@@ -825,13 +997,20 @@ impl Queue {
         let QueueState { log, groups, .. } = &mut *st;
         let g = &mut groups[i];
         let src = self.source(log);
-        let taker = Taker { consumer: 0, no_ack: req.no_ack, lease: req.lease_timeout, max: req.max, max_bytes: req.max_bytes };
+        let taker = Taker {
+            consumer: 0,
+            no_ack: req.no_ack,
+            lease: req.lease_timeout,
+            max: req.max,
+            max_bytes: req.max_bytes,
+        };
         let taken = g.take(&src, &taker, out, &mut fx);
-        if taken.count == 0 && !taken.more {
-            if let Some(n) = waiter {
-                g.unregister_waiter(n);
-                g.register_waiter(0, n);
-            }
+        if taken.count == 0
+            && !taken.more
+            && let Some(n) = waiter
+        {
+            g.unregister_waiter(n);
+            g.register_waiter(0, n);
         }
         let deadline = g.next_deadline();
         g.wake(&mut fx);
@@ -877,21 +1056,31 @@ impl Queue {
         })
     }
 
-    pub(crate) fn settle_for(&self, group_id: u32, f: impl FnOnce(&mut Group, &Source, &mut Effects, &mut Vec<(u32, u32)>) -> Result<()>) -> Result<()> {
+    pub(crate) fn settle_for(
+        &self,
+        group_id: u32,
+        f: impl FnOnce(&mut Group, &Source, &mut Effects, &mut Vec<(u32, u32)>) -> Result<()>,
+    ) -> Result<()> {
         self.settle(GroupRef::Id(group_id), f)
     }
 
-    fn settle(&self, group: GroupRef, f: impl FnOnce(&mut Group, &Source, &mut Effects, &mut Vec<(u32, u32)>) -> Result<()>) -> Result<()> {
+    fn settle(
+        &self,
+        group: GroupRef,
+        f: impl FnOnce(&mut Group, &Source, &mut Effects, &mut Vec<(u32, u32)>) -> Result<()>,
+    ) -> Result<()> {
         let mut fx = Effects::default();
         let mut credit = Vec::new();
         let mut st = self.state.lock();
         let QueueState { log, groups, .. } = &mut *st;
         let g = match group {
-            GroupRef::Name(n) => groups.iter_mut().find(|g| g.name == n).ok_or_else(|| Error::not_found("group", n))?,
-            GroupRef::Id(id) => groups
+            GroupRef::Name(n) => groups
                 .iter_mut()
-                .find(|g| g.id == id)
-                .ok_or_else(|| Error::ConsumerCancelled(format!("group of queue '{}' deleted", self.name)))?,
+                .find(|g| g.name == n)
+                .ok_or_else(|| Error::not_found("group", n))?,
+            GroupRef::Id(id) => groups.iter_mut().find(|g| g.id == id).ok_or_else(|| {
+                Error::ConsumerCancelled(format!("group of queue '{}' deleted", self.name))
+            })?,
         };
         let src = self.source(log);
         let result = f(g, &src, &mut fx, &mut credit);
@@ -951,10 +1140,15 @@ impl Queue {
                 ready: g.ready_count(&st.log),
                 in_flight: g.in_flight(),
                 consumers: g.consumers.len(),
+                consumer_tags: g.consumers.iter().map(|c| c.tag.clone()).collect(),
                 filter: g.filter.clone(),
                 counters: g.stats,
                 oldest_age_ms: (g.floor() < st.log.next_seq)
-                    .then(|| st.log.in_memory(g.floor()).map(|e| now.saturating_sub(e.msg.published_at)))
+                    .then(|| {
+                        st.log
+                            .in_memory(g.floor())
+                            .map(|e| now.saturating_sub(e.msg.published_at))
+                    })
                     .flatten(),
                 created_at: g.created_at,
             })
@@ -1069,7 +1263,8 @@ impl Queue {
         self.touch();
         self.finish(fx);
         if expire_queue {
-            self.services.delete_queue_later(&self.tenant, &self.name, self.id);
+            self.services
+                .delete_queue_later(&self.tenant, &self.name, self.id);
         } else if let Some(n) = next {
             self.schedule(n);
         }
@@ -1110,7 +1305,10 @@ impl Snapshot for Queue {
             retained_bytes: st.log.retained_bytes,
             published: st.published,
         };
-        out.push(Store::put_meta(KeyBuf::new(kind::QUEUE_STATE).u64(self.id).done(), &rec));
+        out.push(Store::put_meta(
+            KeyBuf::new(kind::QUEUE_STATE).u64(self.id).done(),
+            &rec,
+        ));
         for g in &st.groups {
             out.push(Store::put_meta(group_key(self.id, &g.name), &g.to_record()));
         }

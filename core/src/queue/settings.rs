@@ -105,7 +105,11 @@ impl QueueSettings {
     /// Settings as an AMQP client expects of a classic queue: delete on ack, no
     /// ack timeout.
     pub fn classic() -> Self {
-        QueueSettings { retention_ms: 0, ack_timeout_ms: None, ..QueueSettings::default() }
+        QueueSettings {
+            retention_ms: 0,
+            ack_timeout_ms: None,
+            ..QueueSettings::default()
+        }
     }
 
     /// Refuses values outside what the engine supports.
@@ -114,31 +118,35 @@ impl QueueSettings {
         if self.retention_ms > TEN_YEARS_MS {
             return Err(Error::invalid("retention", "longer than 10 years"));
         }
-        if let Some(t) = self.ack_timeout_ms {
-            if t == 0 || t > 7 * 24 * HOUR_MS {
-                return Err(Error::invalid("ack timeout", "must be 1 ms to 7 days"));
-            }
+        if let Some(t) = self.ack_timeout_ms
+            && (t == 0 || t > 7 * 24 * HOUR_MS)
+        {
+            return Err(Error::invalid("ack timeout", "must be 1 ms to 7 days"));
         }
         if self.max_deliveries == Some(0) {
             return Err(Error::invalid("max deliveries", "must be at least 1"));
         }
         // RabbitMQ bounds TTLs by 2^32-1 ms.
         if self.message_ttl_ms.is_some_and(|t| t > u64::from(u32::MAX)) {
-            return Err(Error::invalid("message ttl", "must be at most 4294967295 ms"));
+            return Err(Error::invalid(
+                "message ttl",
+                "must be at most 4294967295 ms",
+            ));
         }
-        if let Some(e) = self.expires_ms {
-            if e == 0 || e > u64::from(u32::MAX) {
-                return Err(Error::invalid("queue expiry", "must be 1 to 4294967295 ms"));
-            }
+        if let Some(e) = self.expires_ms
+            && (e == 0 || e > u64::from(u32::MAX))
+        {
+            return Err(Error::invalid("queue expiry", "must be 1 to 4294967295 ms"));
         }
         if self.max_priority == Some(0) {
             return Err(Error::invalid("max priority", "must be 1 to 255"));
         }
         match &self.dead_letter {
             Some(DeadLetterTarget::Queue(q)) => check_name("dead-letter queue", q)?,
-            Some(DeadLetterTarget::Exchange { routing_key: Some(k), .. }) => {
-                crate::names::check_key("dead-letter routing key", k)?
-            }
+            Some(DeadLetterTarget::Exchange {
+                routing_key: Some(k),
+                ..
+            }) => crate::names::check_key("dead-letter routing key", k)?,
             _ => {}
         }
         Ok(())
@@ -158,7 +166,11 @@ impl TagFilter {
     /// True when a message with these tags passes the filter.
     pub fn matches(&self, message_tags: &[String]) -> bool {
         let has = |t: &String| message_tags.iter().any(|m| m == t);
-        if self.match_all { self.tags.iter().all(has) } else { self.tags.iter().any(has) }
+        if self.match_all {
+            self.tags.iter().all(has)
+        } else {
+            self.tags.iter().any(has)
+        }
     }
 
     /// Refuses empty filters and bad tag names.
@@ -196,13 +208,34 @@ mod tests {
         assert!(QueueSettings::default().validate().is_ok());
         assert!(QueueSettings::classic().validate().is_ok());
         let bad = [
-            QueueSettings { ack_timeout_ms: Some(0), ..Default::default() },
-            QueueSettings { max_deliveries: Some(0), ..Default::default() },
-            QueueSettings { message_ttl_ms: Some(u64::MAX), ..Default::default() },
-            QueueSettings { retention_ms: u64::MAX, ..Default::default() },
-            QueueSettings { expires_ms: Some(0), ..Default::default() },
-            QueueSettings { max_priority: Some(0), ..Default::default() },
-            QueueSettings { dead_letter: Some(DeadLetterTarget::Queue(String::new())), ..Default::default() },
+            QueueSettings {
+                ack_timeout_ms: Some(0),
+                ..Default::default()
+            },
+            QueueSettings {
+                max_deliveries: Some(0),
+                ..Default::default()
+            },
+            QueueSettings {
+                message_ttl_ms: Some(u64::MAX),
+                ..Default::default()
+            },
+            QueueSettings {
+                retention_ms: u64::MAX,
+                ..Default::default()
+            },
+            QueueSettings {
+                expires_ms: Some(0),
+                ..Default::default()
+            },
+            QueueSettings {
+                max_priority: Some(0),
+                ..Default::default()
+            },
+            QueueSettings {
+                dead_letter: Some(DeadLetterTarget::Queue(String::new())),
+                ..Default::default()
+            },
         ];
         for s in bad {
             assert!(s.validate().is_err(), "{s:?}");
@@ -212,11 +245,24 @@ mod tests {
     #[test]
     fn tag_filters_any_and_all() {
         let tags = vec!["a".to_string(), "b".to_string()];
-        let any = TagFilter { tags: vec!["b".into(), "z".into()], match_all: false };
-        let all = TagFilter { tags: vec!["b".into(), "z".into()], match_all: true };
+        let any = TagFilter {
+            tags: vec!["b".into(), "z".into()],
+            match_all: false,
+        };
+        let all = TagFilter {
+            tags: vec!["b".into(), "z".into()],
+            match_all: true,
+        };
         assert!(any.matches(&tags));
         assert!(!all.matches(&tags));
         assert!(!any.matches(&[]));
-        assert!(TagFilter { tags: vec![], match_all: false }.validate().is_err());
+        assert!(
+            TagFilter {
+                tags: vec![],
+                match_all: false
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

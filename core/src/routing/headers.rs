@@ -29,7 +29,11 @@ impl HeaderMatch {
             .filter(|(k, _)| *k != "x-match" && (with_x || !k.starts_with("x-")))
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        Ok(HeaderMatch { all, with_x, wanted })
+        Ok(HeaderMatch {
+            all,
+            with_x,
+            wanted,
+        })
     }
 
     /// True when a message with these headers is routed by this binding.
@@ -58,29 +62,48 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, HeaderValue)]) -> Headers {
-        Headers(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Headers(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
     fn all_and_any() {
         let s = HeaderValue::string;
-        let all = HeaderMatch::from_arguments(&h(&[("x-match", s("all")), ("a", s("1")), ("b", HeaderValue::Void)])).unwrap();
-        let any = HeaderMatch::from_arguments(&h(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))])).unwrap();
+        let all = HeaderMatch::from_arguments(&h(&[
+            ("x-match", s("all")),
+            ("a", s("1")),
+            ("b", HeaderValue::Void),
+        ]))
+        .unwrap();
+        let any =
+            HeaderMatch::from_arguments(&h(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))]))
+                .unwrap();
         assert!(all.matches(&h(&[("a", s("1")), ("b", HeaderValue::I32(7))])));
         assert!(!all.matches(&h(&[("a", s("1"))])));
         assert!(any.matches(&h(&[("b", s("2"))])));
         assert!(!any.matches(&h(&[("b", s("3"))])));
         assert!(!any.matches(&Headers::new()));
         // An empty all-binding matches everything, as in RabbitMQ.
-        assert!(HeaderMatch::from_arguments(&Headers::new()).unwrap().matches(&Headers::new()));
+        assert!(
+            HeaderMatch::from_arguments(&Headers::new())
+                .unwrap()
+                .matches(&Headers::new())
+        );
     }
 
     #[test]
     fn x_headers_only_with_x() {
         let s = HeaderValue::string;
-        let plain = HeaderMatch::from_arguments(&h(&[("x-match", s("all")), ("x-k", s("1"))])).unwrap();
+        let plain =
+            HeaderMatch::from_arguments(&h(&[("x-match", s("all")), ("x-k", s("1"))])).unwrap();
         assert!(plain.matches(&Headers::new()));
-        let with = HeaderMatch::from_arguments(&h(&[("x-match", s("all-with-x")), ("x-k", s("1"))])).unwrap();
+        let with =
+            HeaderMatch::from_arguments(&h(&[("x-match", s("all-with-x")), ("x-k", s("1"))]))
+                .unwrap();
         assert!(with.with_x());
         assert!(!with.matches(&Headers::new()));
         assert!(with.matches(&h(&[("x-k", s("1"))])));

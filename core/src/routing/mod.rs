@@ -76,7 +76,14 @@ pub struct ExchangeSpec {
 impl ExchangeSpec {
     /// A durable exchange of this kind with nothing else set.
     pub fn new(kind: ExchangeKind) -> Self {
-        ExchangeSpec { kind, durable: true, auto_delete: false, internal: false, alternate_exchange: None, arguments: Headers::new() }
+        ExchangeSpec {
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            alternate_exchange: None,
+            arguments: Headers::new(),
+        }
     }
 }
 
@@ -155,7 +162,11 @@ struct BindingTable {
 
 impl Exchange {
     pub fn new(name: String, spec: ExchangeSpec) -> Self {
-        Exchange { name, spec, table: RwLock::new(BindingTable::default()) }
+        Exchange {
+            name,
+            spec,
+            table: RwLock::new(BindingTable::default()),
+        }
     }
 
     /// Adds a binding; false when it existed.
@@ -165,13 +176,20 @@ impl Exchange {
             return Ok(false);
         }
         match self.spec.kind {
-            ExchangeKind::Direct => t.direct.entry(spec.routing_key.clone()).or_default().push(target),
+            ExchangeKind::Direct => t
+                .direct
+                .entry(spec.routing_key.clone())
+                .or_default()
+                .push(target),
             ExchangeKind::Fanout => t.fanout.push(target),
             ExchangeKind::Topic => {
-                t.topic.get_or_insert_with(TopicTrie::new).insert(&spec.routing_key, target);
+                t.topic
+                    .get_or_insert_with(TopicTrie::new)
+                    .insert(&spec.routing_key, target);
             }
             ExchangeKind::Headers => {
-                let m = HeaderMatch::from_arguments(&spec.arguments).map_err(|r| Error::invalid("binding arguments", r))?;
+                let m = HeaderMatch::from_arguments(&spec.arguments)
+                    .map_err(|r| Error::invalid("binding arguments", r))?;
                 t.headers.push((m, target));
             }
         }
@@ -182,7 +200,9 @@ impl Exchange {
     /// Removes a binding; false when there was none.
     pub fn unbind(&self, spec: &BindingSpec, target: &Target) -> bool {
         let mut t = self.table.write();
-        let Some(pos) = t.specs.iter().position(|s| s == spec) else { return false };
+        let Some(pos) = t.specs.iter().position(|s| s == spec) else {
+            return false;
+        };
         t.specs.remove(pos);
         match self.spec.kind {
             ExchangeKind::Direct => {
@@ -206,10 +226,10 @@ impl Exchange {
                 }
             }
             ExchangeKind::Headers => {
-                if let Ok(m) = HeaderMatch::from_arguments(&spec.arguments) {
-                    if let Some(i) = t.headers.iter().position(|(hm, x)| *hm == m && x == target) {
-                        t.headers.remove(i);
-                    }
+                if let Ok(m) = HeaderMatch::from_arguments(&spec.arguments)
+                    && let Some(i) = t.headers.iter().position(|(hm, x)| *hm == m && x == target)
+                {
+                    t.headers.remove(i);
                 }
             }
         }
@@ -219,7 +239,9 @@ impl Exchange {
     /// Removes every binding to `dest`; returns the removed specs.
     pub fn unbind_destination(&self, dest: &Destination, target: &Target) -> Vec<BindingSpec> {
         let mut t = self.table.write();
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut t.specs).into_iter().partition(|s| s.destination == *dest);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut t.specs)
+            .into_iter()
+            .partition(|s| s.destination == *dest);
         t.specs = kept;
         if gone.is_empty() {
             return gone;
@@ -261,7 +283,12 @@ impl Exchange {
                 }
             }
             ExchangeKind::Headers => {
-                out.extend(t.headers.iter().filter(|(m, _)| m.matches(&msg.headers)).map(|(_, x)| x.clone()));
+                out.extend(
+                    t.headers
+                        .iter()
+                        .filter(|(m, _)| m.matches(&msg.headers))
+                        .map(|(_, x)| x.clone()),
+                );
             }
         }
     }
@@ -271,7 +298,8 @@ impl Exchange {
 pub(crate) fn check_binding(spec: &BindingSpec, kind: ExchangeKind) -> Result<()> {
     crate::names::check_key("binding key", &spec.routing_key)?;
     if kind == ExchangeKind::Headers {
-        HeaderMatch::from_arguments(&spec.arguments).map_err(|r| Error::invalid("binding arguments", r))?;
+        HeaderMatch::from_arguments(&spec.arguments)
+            .map_err(|r| Error::invalid("binding arguments", r))?;
     }
     Ok(())
 }

@@ -22,13 +22,21 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Node { words: HashMap::new(), star: None, hash: None, values: Vec::new() }
+        Node {
+            words: HashMap::new(),
+            star: None,
+            hash: None,
+            values: Vec::new(),
+        }
     }
 }
 
 impl<T> Node<T> {
     fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.words.is_empty() && self.star.is_none() && self.hash.is_none()
+        self.values.is_empty()
+            && self.words.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
     }
 }
 
@@ -40,9 +48,13 @@ fn words(key: &str) -> impl Iterator<Item = &str> {
 
 impl<T: PartialEq + Clone> TopicTrie<T> {
     pub fn new() -> Self {
-        TopicTrie { root: Node::default(), len: 0 }
+        TopicTrie {
+            root: Node::default(),
+            len: 0,
+        }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -167,17 +179,42 @@ mod tests {
     #[test]
     fn rabbitmq_topic_table() {
         let bindings = [
-            ("a.b.c", 1), ("a.*.c", 2), ("a.#.b", 3), ("a.b.b.c", 4), ("#", 5), ("#.#", 6), ("#.b", 7),
-            ("*.*", 8), ("a.*", 9), ("*.b.c", 10), ("a.#", 11), ("a.#.#", 12), ("b.b.c", 13), ("a.b.b", 14),
-            ("a.b", 15), ("b.c", 16), ("", 17), ("*.*.*", 18), ("vodka.martini", 19), ("a.b.c", 20),
-            ("*.#", 21), ("#.*.#", 22), ("*.#.#", 23), ("#.#.#", 24), ("*", 25), ("#.b.#", 26),
+            ("a.b.c", 1),
+            ("a.*.c", 2),
+            ("a.#.b", 3),
+            ("a.b.b.c", 4),
+            ("#", 5),
+            ("#.#", 6),
+            ("#.b", 7),
+            ("*.*", 8),
+            ("a.*", 9),
+            ("*.b.c", 10),
+            ("a.#", 11),
+            ("a.#.#", 12),
+            ("b.b.c", 13),
+            ("a.b.b", 14),
+            ("a.b", 15),
+            ("b.c", 16),
+            ("", 17),
+            ("*.*.*", 18),
+            ("vodka.martini", 19),
+            ("a.b.c", 20),
+            ("*.#", 21),
+            ("#.*.#", 22),
+            ("*.#.#", 23),
+            ("#.#.#", 24),
+            ("*", 25),
+            ("#.b.#", 26),
         ];
         let mut trie = TopicTrie::new();
         for (p, v) in bindings {
             assert!(trie.insert(p, v));
         }
         let cases: &[(&str, &[i32])] = &[
-            ("a.b.c", &[1, 2, 5, 6, 10, 11, 12, 18, 20, 21, 22, 23, 24, 26]),
+            (
+                "a.b.c",
+                &[1, 2, 5, 6, 10, 11, 12, 18, 20, 21, 22, 23, 24, 26],
+            ),
             ("a.b", &[3, 5, 6, 7, 8, 9, 11, 12, 15, 21, 22, 23, 24, 26]),
             ("a.b.b", &[3, 5, 6, 7, 11, 12, 14, 18, 21, 22, 23, 24, 26]),
             ("", &[5, 6, 17, 24]),
@@ -201,7 +238,13 @@ mod tests {
         check(&trie, cases);
 
         // RabbitMQ then removes bindings 1, 5, 11, 19 and 21.
-        for (p, v) in [("a.b.c", 1), ("#", 5), ("a.#", 11), ("vodka.martini", 19), ("*.#", 21)] {
+        for (p, v) in [
+            ("a.b.c", 1),
+            ("#", 5),
+            ("a.#", 11),
+            ("vodka.martini", 19),
+            ("*.#", 21),
+        ] {
             assert!(trie.remove(p, &v));
         }
         assert!(!trie.remove("#", &5));

@@ -5,8 +5,8 @@
 //! accumulated while the previous batch was being synced goes into the next
 //! batch, and all its writers are released by one sync.
 
-use std::sync::{Arc, Weak};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use fjall::PersistMode;
@@ -23,15 +23,40 @@ pub(crate) enum Op {
     Put(Ks, Vec<u8>, Vec<u8>),
     Del(Ks, Vec<u8>),
     /// A message in a queue's log; encoded by the committer, not the publisher.
-    PutLog { queue: u64, seq: u64, message: Arc<Message>, transient_epoch: Option<u64> },
+    PutLog {
+        queue: u64,
+        seq: u64,
+        message: Arc<Message>,
+        transient_epoch: Option<u64>,
+    },
     /// A log entry that refers to a body stored once in `bodies`.
-    PutLogShared { queue: u64, seq: u64, body: u64 },
+    PutLogShared {
+        queue: u64,
+        seq: u64,
+        body: u64,
+    },
     /// Deletes log entries `[from, to)` of a queue.
-    DelLogRange { queue: u64, from: u64, to: u64 },
-    PutBody { id: u64, message: Arc<Message> },
+    DelLogRange {
+        queue: u64,
+        from: u64,
+        to: u64,
+    },
+    PutBody {
+        id: u64,
+        message: Arc<Message>,
+    },
     DelBody(u64),
-    PutDelayed { due: u64, id: u64, tenant: Arc<str>, queues: Vec<u64>, message: Arc<Message> },
-    DelDelayed { due: u64, id: u64 },
+    PutDelayed {
+        due: u64,
+        id: u64,
+        tenant: Arc<str>,
+        queues: Vec<u64>,
+        message: Arc<Message>,
+    },
+    DelDelayed {
+        due: u64,
+        id: u64,
+    },
 }
 
 impl Op {
@@ -39,9 +64,9 @@ impl Op {
         match self {
             Op::Put(_, k, v) => k.len() + v.len(),
             Op::Del(_, k) => k.len(),
-            Op::PutLog { message, .. } | Op::PutBody { message, .. } | Op::PutDelayed { message, .. } => {
-                message.body.len() + 64
-            }
+            Op::PutLog { message, .. }
+            | Op::PutBody { message, .. }
+            | Op::PutDelayed { message, .. } => message.body.len() + 64,
             _ => 32,
         }
     }
@@ -95,7 +120,10 @@ pub(crate) fn run(store: &Store) {
         }
         if store.failed.load(Ordering::Acquire) {
             ops.clear();
-            store.durable.send_replace(Durable { ticket, failed: true });
+            store.durable.send_replace(Durable {
+                ticket,
+                failed: true,
+            });
             if closing {
                 return;
             }
@@ -103,6 +131,7 @@ pub(crate) fn run(store: &Store) {
         }
         let mut leftover = Vec::new();
         let result = apply(store, &mut ops, &mut leftover).and_then(|()| {
+            store.applied.store(ticket, Ordering::Release);
             let sync = need_sync || closing;
             match store.policy {
                 _ if !sync => Ok(()),
@@ -124,14 +153,20 @@ pub(crate) fn run(store: &Store) {
         });
         match result {
             Ok(()) => {
-                store.durable.send_replace(Durable { ticket, failed: false });
+                store.durable.send_replace(Durable {
+                    ticket,
+                    failed: false,
+                });
             }
             Err(e) => {
                 // fjall's advice after a failed write or fsync: stop writing. Every
                 // waiter learns that its write may not be durable.
                 tracing::error!(cause = %e, "store write failed; refusing further writes");
                 store.failed.store(true, Ordering::Release);
-                store.durable.send_replace(Durable { ticket, failed: true });
+                store.durable.send_replace(Durable {
+                    ticket,
+                    failed: true,
+                });
             }
         }
         if !leftover.is_empty() {
@@ -160,12 +195,23 @@ fn apply(store: &Store, ops: &mut Vec<Op>, leftover: &mut Vec<Op>) -> Result<(),
         match op {
             Op::Put(ks, k, v) => batch.insert(store.keyspace(ks), k, v),
             Op::Del(ks, k) => batch.remove(store.keyspace(ks), k),
-            Op::PutLog { queue, seq, message, transient_epoch } => {
-                let rec = LogRecordRef { transient_epoch, body: LogBodyRef::Inline(&message) };
+            Op::PutLog {
+                queue,
+                seq,
+                message,
+                transient_epoch,
+            } => {
+                let rec = LogRecordRef {
+                    transient_epoch,
+                    body: LogBodyRef::Inline(&message),
+                };
                 batch.insert(&store.log, keys::log_key(queue, seq), encode(&rec));
             }
             Op::PutLogShared { queue, seq, body } => {
-                let rec = LogRecordRef { transient_epoch: None, body: LogBodyRef::Shared(body) };
+                let rec = LogRecordRef {
+                    transient_epoch: None,
+                    body: LogBodyRef::Shared(body),
+                };
                 batch.insert(&store.log, keys::log_key(queue, seq), encode(&rec));
             }
             Op::DelLogRange { queue, from, to } => {
@@ -176,13 +222,29 @@ fn apply(store: &Store, ops: &mut Vec<Op>, leftover: &mut Vec<Op>) -> Result<(),
                 }
                 deletes += end - from;
                 if end < to {
-                    leftover.push(Op::DelLogRange { queue, from: end, to });
+                    leftover.push(Op::DelLogRange {
+                        queue,
+                        from: end,
+                        to,
+                    });
                 }
             }
-            Op::PutBody { id, message } => batch.insert(&store.bodies, id.to_be_bytes(), encode(&*message)),
+            Op::PutBody { id, message } => {
+                batch.insert(&store.bodies, id.to_be_bytes(), encode(&*message))
+            }
             Op::DelBody(id) => batch.remove(&store.bodies, id.to_be_bytes()),
-            Op::PutDelayed { due, id, tenant, queues, message } => {
-                let rec = DelayedRecordRef { tenant: &tenant, queues: &queues, message: &message };
+            Op::PutDelayed {
+                due,
+                id,
+                tenant,
+                queues,
+                message,
+            } => {
+                let rec = DelayedRecordRef {
+                    tenant: &tenant,
+                    queues: &queues,
+                    message: &message,
+                };
                 batch.insert(&store.delayed, keys::delay_key(due, id), encode(&rec));
             }
             Op::DelDelayed { due, id } => batch.remove(&store.delayed, keys::delay_key(due, id)),

@@ -18,7 +18,7 @@ pub(crate) mod records;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use commit::Op;
 use commit::{Durable, Pending};
-pub(crate) use keys::{kind, KeyBuf};
+pub(crate) use keys::{KeyBuf, kind};
 use records::{LogRecord, decode, encode};
 
 use crate::error::{Error, Result, StoreError};
@@ -60,13 +60,10 @@ pub(crate) trait Snapshot: Send + Sync {
     fn snapshot(&self, out: &mut Vec<Op>);
 }
 
-/// The four keyspaces.
+/// Keyspaces that take generic puts and deletes (the others have their own ops).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ks {
     Meta,
-    Log,
-    Bodies,
-    Delayed,
 }
 
 pub(crate) struct Store {
@@ -80,6 +77,8 @@ pub(crate) struct Store {
     pending: Mutex<Pending>,
     wake: Condvar,
     durable: tokio::sync::watch::Sender<Durable>,
+    /// Last ticket whose write is in fjall (readable), synced or not.
+    applied: AtomicU64,
     failed: AtomicBool,
     policy: SyncPolicy,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -99,17 +98,37 @@ impl Store {
         })?;
         let db = match Database::builder(dir).cache_size(cache_bytes).open() {
             Ok(db) => db,
-            Err(fjall::Error::Locked) => return Err(StoreError::Locked(dir.display().to_string()).into()),
-            Err(e) => return Err(fjall_err(format!("opening data directory {}", dir.display()))(e).into()),
+            Err(fjall::Error::Locked) => {
+                return Err(StoreError::Locked(dir.display().to_string()).into());
+            }
+            Err(e) => {
+                return Err(
+                    fjall_err(format!("opening data directory {}", dir.display()))(e).into(),
+                );
+            }
         };
-        let blobs = || KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()));
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).map_err(fjall_err("opening keyspace meta"))?;
-        let log = db.keyspace("log", blobs).map_err(fjall_err("opening keyspace log"))?;
-        let bodies = db.keyspace("bodies", blobs).map_err(fjall_err("opening keyspace bodies"))?;
-        let delayed = db.keyspace("delayed", blobs).map_err(fjall_err("opening keyspace delayed"))?;
+        let blobs = || {
+            KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(KvSeparationOptions::default()))
+        };
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(fjall_err("opening keyspace meta"))?;
+        let log = db
+            .keyspace("log", blobs)
+            .map_err(fjall_err("opening keyspace log"))?;
+        let bodies = db
+            .keyspace("bodies", blobs)
+            .map_err(fjall_err("opening keyspace bodies"))?;
+        let delayed = db
+            .keyspace("delayed", blobs)
+            .map_err(fjall_err("opening keyspace delayed"))?;
 
         let format_key = [kind::FORMAT];
-        match meta.get(format_key).map_err(fjall_err("reading store format"))? {
+        match meta
+            .get(format_key)
+            .map_err(fjall_err("reading store format"))?
+        {
             Some(found) if &*found == STORE_FORMAT.as_bytes() => {}
             Some(found) => {
                 return Err(StoreError::Format {
@@ -120,7 +139,8 @@ impl Store {
                 .into());
             }
             None => {
-                let empty = meta.is_empty().map_err(fjall_err("reading meta"))? && log.is_empty().map_err(fjall_err("reading log"))?;
+                let empty = meta.is_empty().map_err(fjall_err("reading meta"))?
+                    && log.is_empty().map_err(fjall_err("reading log"))?;
                 if !empty {
                     return Err(StoreError::Format {
                         dir: dir.display().to_string(),
@@ -129,15 +149,21 @@ impl Store {
                     }
                     .into());
                 }
-                meta.insert(format_key, STORE_FORMAT.as_bytes()).map_err(fjall_err("writing store format"))?;
+                meta.insert(format_key, STORE_FORMAT.as_bytes())
+                    .map_err(fjall_err("writing store format"))?;
             }
         }
         let epoch_key = KeyBuf::new(kind::COUNTER).str("epoch").done();
         let epoch = read_u64(&meta, &epoch_key)?.unwrap_or(0) + 1;
-        meta.insert(&epoch_key, epoch.to_be_bytes()).map_err(fjall_err("writing epoch"))?;
-        db.persist(fjall::PersistMode::SyncAll).map_err(fjall_err("syncing"))?;
+        meta.insert(&epoch_key, epoch.to_be_bytes())
+            .map_err(fjall_err("writing epoch"))?;
+        db.persist(fjall::PersistMode::SyncAll)
+            .map_err(fjall_err("syncing"))?;
 
-        let (durable, _) = tokio::sync::watch::channel(Durable { ticket: 0, failed: false });
+        let (durable, _) = tokio::sync::watch::channel(Durable {
+            ticket: 0,
+            failed: false,
+        });
         let store = Arc::new(Store {
             db,
             meta,
@@ -148,6 +174,7 @@ impl Store {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             durable,
+            applied: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             policy,
             committer: Mutex::new(None),
@@ -156,7 +183,10 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("gw-committer".into())
             .spawn(move || commit::run(&worker))
-            .map_err(|source| StoreError::Io { context: "starting the committer thread".into(), source })?;
+            .map_err(|source| StoreError::Io {
+                context: "starting the committer thread".into(),
+                source,
+            })?;
         *store.committer.lock() = Some(handle);
         Ok(store)
     }
@@ -164,9 +194,6 @@ impl Store {
     fn keyspace(&self, ks: Ks) -> &Keyspace {
         match ks {
             Ks::Meta => &self.meta,
-            Ks::Log => &self.log,
-            Ks::Bodies => &self.bodies,
-            Ks::Delayed => &self.delayed,
         }
     }
 
@@ -193,11 +220,6 @@ impl Store {
         t
     }
 
-    /// The ticket of the last submitted write.
-    pub fn current_ticket(&self) -> Ticket {
-        self.pending.lock().ticket
-    }
-
     /// Asks for `target`'s state to be written at the next commit.
     pub fn mark_dirty(&self, target: std::sync::Weak<dyn Snapshot>) {
         let mut p = self.pending.lock();
@@ -219,12 +241,16 @@ impl Store {
             .wait_for(|d| d.failed || d.ticket >= ticket)
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        if state.failed { Err(StoreError::Poisoned.into()) } else { Ok(()) }
+        if state.failed {
+            Err(StoreError::Poisoned.into())
+        } else {
+            Ok(())
+        }
     }
 
-    /// True when a write is already durable (no need to wait).
-    pub fn is_durable(&self, ticket: Ticket) -> bool {
-        self.durable.borrow().ticket >= ticket
+    /// The last ticket whose write can be read back from the store.
+    pub fn applied_ticket(&self) -> Ticket {
+        self.applied.load(Ordering::Acquire)
     }
 
     /// True once a write or sync failed: the store accepts no more writes.
@@ -247,12 +273,23 @@ impl Store {
     // ---- reads ----
 
     /// Up to `max` log records of a queue from `from` on, stopping after `max_bytes`.
-    pub fn read_log(&self, queue: u64, from: u64, max: usize, max_bytes: u64) -> Result<Vec<(u64, LogRecord)>> {
+    pub fn read_log(
+        &self,
+        queue: u64,
+        from: u64,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<(u64, LogRecord)>> {
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        for guard in self.log.range(keys::log_key(queue, from)..=keys::log_key(queue, u64::MAX)) {
+        for guard in self
+            .log
+            .range(keys::log_key(queue, from)..=keys::log_key(queue, u64::MAX))
+        {
             let (k, v) = guard.into_inner().map_err(fjall_err("reading queue log"))?;
-            let Some((_, seq)) = keys::parse_log_key(&k) else { continue };
+            let Some((_, seq)) = keys::parse_log_key(&k) else {
+                continue;
+            };
             bytes += v.len() as u64;
             out.push((seq, decode::<LogRecord>("log", &v)?));
             if out.len() >= max || bytes >= max_bytes {
@@ -264,7 +301,11 @@ impl Store {
 
     /// One log record.
     pub fn get_log(&self, queue: u64, seq: u64) -> Result<Option<LogRecord>> {
-        match self.log.get(keys::log_key(queue, seq)).map_err(fjall_err("reading queue log"))? {
+        match self
+            .log
+            .get(keys::log_key(queue, seq))
+            .map_err(fjall_err("reading queue log"))?
+        {
             Some(v) => Ok(Some(decode("log", &v)?)),
             None => Ok(None),
         }
@@ -284,7 +325,11 @@ impl Store {
 
     /// A message stored once for several queues.
     pub fn get_body(&self, id: u64) -> Result<Option<Message>> {
-        match self.bodies.get(id.to_be_bytes()).map_err(fjall_err("reading bodies"))? {
+        match self
+            .bodies
+            .get(id.to_be_bytes())
+            .map_err(fjall_err("reading bodies"))?
+        {
             Some(v) => Ok(Some(decode("bodies", &v)?)),
             None => Ok(None),
         }
@@ -299,7 +344,10 @@ impl Store {
     }
 
     /// Every meta record whose key starts with `prefix`, decoded.
-    pub fn scan_meta<T: for<'de> Deserialize<'de>>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+    pub fn scan_meta<T: for<'de> Deserialize<'de>>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>> {
         let mut out = Vec::new();
         for guard in self.meta.prefix(prefix) {
             let (k, v) = guard.into_inner().map_err(fjall_err("reading meta"))?;
@@ -323,7 +371,9 @@ impl Store {
         let mut out = Vec::new();
         for guard in self.delayed.iter() {
             let (k, v) = guard.into_inner().map_err(fjall_err("reading delayed"))?;
-            let Some(key) = keys::parse_log_key(&k) else { continue };
+            let Some(key) = keys::parse_log_key(&k) else {
+                continue;
+            };
             out.push((key, decode("delayed", &v)?));
         }
         Ok(out)
@@ -331,7 +381,11 @@ impl Store {
 
     /// One delayed record.
     pub fn get_delayed(&self, due: u64, id: u64) -> Result<Option<records::DelayedRecord>> {
-        match self.delayed.get(keys::delay_key(due, id)).map_err(fjall_err("reading delayed"))? {
+        match self
+            .delayed
+            .get(keys::delay_key(due, id))
+            .map_err(fjall_err("reading delayed"))?
+        {
             Some(v) => Ok(Some(decode("delayed", &v)?)),
             None => Ok(None),
         }
@@ -344,7 +398,11 @@ impl Store {
 
     /// An op that sets a counter.
     pub fn set_counter_op(name: &str, value: u64) -> Op {
-        Op::Put(Ks::Meta, KeyBuf::new(kind::COUNTER).str(name).done(), value.to_be_bytes().to_vec())
+        Op::Put(
+            Ks::Meta,
+            KeyBuf::new(kind::COUNTER).str(name).done(),
+            value.to_be_bytes().to_vec(),
+        )
     }
 
     /// Bytes the data directory takes on disk.

@@ -2,11 +2,8 @@
 //! versioned by the store's format string (see `mod.rs`); a change of any of
 //! these shapes changes that string.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::auth::UserRecord;
 use crate::error::StoreError;
 use crate::message::{Headers, Message};
 use crate::queue::{QueueSettings, TagFilter};
@@ -23,7 +20,7 @@ pub(crate) struct LogRecord {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum LogBody {
-    Inline(Message),
+    Inline(Box<Message>),
     /// Stored once in the `bodies` keyspace because several queues hold it.
     Shared(u64),
 }
@@ -145,9 +142,6 @@ pub(crate) struct RetainedRecord {
     pub message: Message,
 }
 
-/// Users are stored as the auth module defines them.
-pub(crate) type StoredUser = UserRecord;
-
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // postcard cannot fail on in-memory structures of these types (no maps with
     // non-string keys, no unsized sequences); an empty record would be refused at
@@ -155,9 +149,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(keyspace: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt { keyspace, reason: e.to_string() })
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    keyspace: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        keyspace,
+        reason: e.to_string(),
+    })
 }
-
-/// A message shared by reference between the writer and the committer thread.
-pub(crate) type SharedMessage = Arc<Message>;

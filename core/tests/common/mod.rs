@@ -1,10 +1,12 @@
 //! Helpers shared by the engine's tests.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 use std::time::Duration;
 
 use gw_core::{
-    ConsumerSpec, Delivery, Engine, EngineConfig, Message, Queue, QueueSettings, QueueSpec, SyncPolicy, DEFAULT_GROUP,
+    ConsumerSpec, DEFAULT_GROUP, Delivery, Engine, EngineConfig, Message, Queue, QueueSettings,
+    QueueSpec, SyncPolicy,
 };
 
 pub fn open(dir: &std::path::Path) -> Engine {
@@ -21,7 +23,12 @@ pub fn msg(key: &str, body: &str) -> Message {
 }
 
 pub fn spec(settings: QueueSettings) -> QueueSpec {
-    QueueSpec { durable: true, settings, default_group: true, ..Default::default() }
+    QueueSpec {
+        durable: true,
+        settings,
+        default_group: true,
+        ..Default::default()
+    }
 }
 
 pub fn body(d: &Delivery) -> String {
@@ -30,14 +37,19 @@ pub fn body(d: &Delivery) -> String {
 
 /// Takes everything available now (waiting briefly for the first).
 pub async fn drain(q: &Queue, group: &str, ack: bool) -> Vec<Delivery> {
-    let c = q.consume(group, ConsumerSpec { no_ack: ack, ..Default::default() }).expect("consume");
+    let c = q
+        .consume(
+            group,
+            ConsumerSpec {
+                no_ack: ack,
+                ..Default::default()
+            },
+        )
+        .expect("consume");
     let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_millis(200), c.take(1000, &mut out)).await {
-            Ok(Ok(_)) => continue,
-            _ => break,
-        }
-    }
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), c.take(1000, &mut out)).await
+    {}
     out
 }
 
