@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use crate::auth::{self, ADMINISTRATOR, Permission, Principal, UserInfo, UserRecord, Users};
+use crate::connections::{ConnectionGuard, ConnectionInfo, Connections};
 use crate::deadletter;
 use crate::delay::{DelayedItem, Delays};
 use crate::error::{Error, Result};
@@ -120,6 +121,7 @@ pub(crate) struct EngineInner {
     queues_by_id: RwLock<HashMap<u64, Weak<Queue>>>,
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
+    connections: Arc<Connections>,
 }
 
 /// The message engine. Cheap to clone; every clone is the same engine.
@@ -163,6 +165,7 @@ impl Engine {
             queues_by_id: RwLock::new(HashMap::new()),
             timer_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
+            connections: Arc::new(Connections::default()),
         });
         let _ = services.engine.set(Arc::downgrade(&inner));
         if let Err(e) = inner.recover() {
@@ -373,6 +376,38 @@ impl Engine {
     /// Messages waiting for their delivery time, over all tenants.
     pub fn delayed_count(&self) -> usize {
         self.inner.delays.len()
+    }
+
+    // ---- connections ----
+
+    /// A fresh connection id (also the owner id of its exclusive queues).
+    pub fn next_connection_id(&self) -> u64 {
+        self.inner.connections.next_id()
+    }
+
+    /// Registers an open connection; `closer` closes it when an operator asks
+    /// (it receives the reason). The connection is listed until the guard drops.
+    pub fn register_connection(
+        &self,
+        info: ConnectionInfo,
+        closer: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> ConnectionGuard {
+        self.inner.connections.register(info, closer)
+    }
+
+    /// Open connections of all doors.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.inner.connections.list()
+    }
+
+    /// Asks a connection to close.
+    pub fn close_connection(&self, id: u64, reason: &str) -> Result<()> {
+        self.inner.connections.close(id, reason)
+    }
+
+    /// True once [`Engine::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     // ---- adapter state (MQTT sessions and the like) ----

@@ -33,6 +33,7 @@
 //! ```
 
 mod auth;
+mod connections;
 mod deadletter;
 mod delay;
 mod engine;
@@ -46,6 +47,7 @@ mod tenant;
 mod timers;
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
+pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{Engine, EngineConfig, dead_letter_queue_name};
 pub use error::{Error, Result, StoreError};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
