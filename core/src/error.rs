@@ -109,6 +109,11 @@ impl Error {
         }
     }
 
+    /// An error for states that should not happen (a panicked helper thread).
+    pub fn invalid_state(reason: impl Into<String>) -> Self {
+        Error::PreconditionFailed(reason.into())
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {
             field,

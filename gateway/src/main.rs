@@ -1,1 +1,53 @@
-fn main() {}
+//! `gateway`: parse, load, run. See `gateway --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::cli::Cli;
+use gateway::{Config, Gateway};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    gateway::logging::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let grace = config.shutdown_grace;
+        let gw = match Gateway::start(config).await {
+            Ok(gw) => gw,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let sig = gateway::shutdown::signal().await;
+        tracing::info!("{sig}: shutting down, letting connections finish for up to {}s (signal again to exit now)", grace.as_secs());
+        tokio::spawn(async {
+            let again = gateway::shutdown::signal().await;
+            tracing::warn!("{again} again: exiting at once");
+            std::process::exit(130);
+        });
+        gw.stop(grace).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}

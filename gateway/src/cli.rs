@@ -1,0 +1,54 @@
+//! Command-line flags. Each flag can also come from a `GATEWAY_*` environment
+//! variable; flags win over the environment, which wins over the config file.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// One engine, three doors: AMQP 0.9.1, MQTT 3.1.1/5.0 and HTTP.
+///
+/// Starts with embedded defaults: data in ./data, listeners on 127.0.0.1
+/// (AMQP 5672, MQTT 1883, HTTP 8080), tenant "/" and user guest/guest usable
+/// from loopback only. A port of 0 picks a free port; every chosen address is
+/// logged on its own line ("… listening on ADDRESS").
+#[derive(Debug, Parser, Default)]
+#[command(name = "gateway", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file (see README.md for every key).
+    #[arg(long, env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory holding the store (created if missing).
+    #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// AMQP 0.9.1 listener address, or "off".
+    #[arg(long, env = "GATEWAY_AMQP_LISTEN", value_name = "ADDR")]
+    pub amqp_listen: Option<String>,
+
+    /// MQTT 3.1.1/5.0 listener address, or "off".
+    #[arg(long, env = "GATEWAY_MQTT_LISTEN", value_name = "ADDR")]
+    pub mqtt_listen: Option<String>,
+
+    /// HTTP listener address (REST API, metrics, MQTT over WebSocket), or "off".
+    #[arg(long, env = "GATEWAY_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+
+    /// Log format: "human" or "json" (the level comes from RUST_LOG, default info).
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// When confirmed writes reach the disk: "always" (fsync before confirming,
+    /// shared by concurrent writes), "batch:MS" (at most one fsync per MS
+    /// milliseconds) or "never" (confirmed once written to the OS).
+    #[arg(long, env = "GATEWAY_SYNC", value_name = "POLICY")]
+    pub sync: Option<String>,
+
+    /// Seconds to let connections finish after SIGTERM/Ctrl-C before closing them.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "SECONDS")]
+    pub shutdown_grace: Option<u64>,
+
+    /// Check the configuration, print it and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}

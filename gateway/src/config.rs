@@ -1,0 +1,358 @@
+//! The gateway's configuration: built-in defaults, overridden by the TOML
+//! file, overridden by `GATEWAY_*` variables and flags (clap merges those
+//! two). Unknown keys and bad values are errors naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gw_core::SyncPolicy;
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+/// A configuration problem, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of its domain.
+    #[error("invalid {key} '{value}': {reason}")]
+    Invalid {
+        /// Which setting.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What is expected.
+        reason: String,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The file's shape. Every table refuses unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    shutdown_grace_secs: Option<u64>,
+    storage: StorageFile,
+    amqp: DoorFile,
+    mqtt: DoorFile,
+    http: DoorFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StorageFile {
+    sync: Option<String>,
+    cache_mb: Option<u64>,
+    queue_memory_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DoorFile {
+    listen: Option<String>,
+    /// The door's own settings, checked by the door.
+    #[serde(flatten)]
+    settings: toml::Table,
+}
+
+/// One door's listener and settings.
+#[derive(Clone, Debug)]
+pub struct DoorConfig {
+    /// Where to listen; `None` = door off.
+    pub listen: Option<SocketAddr>,
+    /// Door-specific settings from the file's table (each door parses its own).
+    pub settings: toml::Table,
+}
+
+/// The merged, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Grace period for connections after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Sync policy for confirmed writes.
+    pub sync: SyncPolicy,
+    /// fjall block cache.
+    pub cache_bytes: u64,
+    /// Message bytes a queue keeps in memory.
+    pub queue_memory_bytes: u64,
+    /// AMQP listener and settings.
+    pub amqp: DoorConfig,
+    /// MQTT listener and settings.
+    pub mqtt: DoorConfig,
+    /// HTTP listener and settings.
+    pub http: DoorConfig,
+}
+
+impl Config {
+    /// Defaults with every listener on port 0 and the given data directory: for tests.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let door = || DoorConfig {
+            listen: Some(any),
+            settings: toml::Table::new(),
+        };
+        Config {
+            data_dir: data_dir.into(),
+            log_format: LogFormat::Human,
+            shutdown_grace: Duration::from_secs(2),
+            sync: SyncPolicy::Always,
+            cache_bytes: 32 << 20,
+            queue_memory_bytes: 8 << 20,
+            amqp: door(),
+            mqtt: door(),
+            http: door(),
+        }
+    }
+
+    /// Builds the configuration from the command line (with its environment
+    /// fallbacks) and the file it names.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => parse_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let log_format = match cli.log_format.as_deref() {
+            Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "log format",
+                    other,
+                    "expected \"human\" or \"json\"",
+                ));
+            }
+            None => file.log_format.unwrap_or_default(),
+        };
+        let sync = match cli.sync.as_deref().or(file.storage.sync.as_deref()) {
+            Some(s) => parse_sync(s)?,
+            None => SyncPolicy::Always,
+        };
+        let mb = |v: Option<u64>, key: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default << 20),
+                Some(0) => Err(invalid(key, "0", "must be at least 1")),
+                Some(n) if n > 1 << 20 => Err(invalid(key, &n.to_string(), "more than a TiB")),
+                Some(n) => Ok(n << 20),
+            }
+        };
+        Ok(Config {
+            data_dir,
+            log_format,
+            shutdown_grace: Duration::from_secs(
+                cli.shutdown_grace
+                    .or(file.shutdown_grace_secs)
+                    .unwrap_or(10),
+            ),
+            sync,
+            cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
+            queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
+            amqp: door(
+                "amqp",
+                cli.amqp_listen.as_deref(),
+                file.amqp,
+                "127.0.0.1:5672",
+            )?,
+            mqtt: door(
+                "mqtt",
+                cli.mqtt_listen.as_deref(),
+                file.mqtt,
+                "127.0.0.1:1883",
+            )?,
+            http: door(
+                "http",
+                cli.http_listen.as_deref(),
+                file.http,
+                "127.0.0.1:8080",
+            )?,
+        })
+    }
+}
+
+fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e
+            .to_string()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    })
+}
+
+fn door(
+    name: &'static str,
+    flag: Option<&str>,
+    file: DoorFile,
+    default: &str,
+) -> Result<DoorConfig, ConfigError> {
+    let key = match name {
+        "amqp" => "amqp listen address",
+        "mqtt" => "mqtt listen address",
+        _ => "http listen address",
+    };
+    let text = flag
+        .map(str::to_owned)
+        .or(file.listen)
+        .unwrap_or_else(|| default.to_owned());
+    let listen = match text.trim() {
+        "off" | "" => None,
+        t => Some(t.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                key,
+                t,
+                &format!(
+                    "{e} (expected HOST:PORT, e.g. 127.0.0.1:{})",
+                    default.rsplit(':').next().unwrap_or("0")
+                ),
+            )
+        })?),
+    };
+    Ok(DoorConfig {
+        listen,
+        settings: file.settings,
+    })
+}
+
+/// Parses `always`, `never` or `batch:MS`.
+pub fn parse_sync(s: &str) -> Result<SyncPolicy, ConfigError> {
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        _ => match s
+            .strip_prefix("batch:")
+            .map(|ms| ms.trim_end_matches("ms").parse::<u64>())
+        {
+            Some(Ok(ms)) if (1..=10_000).contains(&ms) => {
+                Ok(SyncPolicy::Batch(Duration::from_millis(ms)))
+            }
+            _ => Err(invalid(
+                "sync policy",
+                s,
+                "expected \"always\", \"never\" or \"batch:MS\" with MS from 1 to 10000",
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli_with(file: &str) -> (tempfile::TempDir, Cli) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, file).unwrap();
+        (
+            dir,
+            Cli {
+                config: Some(path),
+                ..Cli::default()
+            },
+        )
+    }
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.amqp.listen, Some("127.0.0.1:5672".parse().unwrap()));
+        assert_eq!(c.sync, SyncPolicy::Always);
+        let (_d, mut cli) = cli_with(
+            "data_dir = \"/tmp/x\"\n[amqp]\nlisten = \"127.0.0.1:5000\"\n[mqtt]\nlisten = \"off\"\n[storage]\nsync = \"batch:5\"\n",
+        );
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.amqp.listen, Some("127.0.0.1:5000".parse().unwrap()));
+        assert_eq!(c.mqtt.listen, None);
+        assert_eq!(c.sync, SyncPolicy::Batch(Duration::from_millis(5)));
+        cli.amqp_listen = Some("127.0.0.1:0".into());
+        cli.data_dir = Some("/tmp/y".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.amqp.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let (_d, cli) = cli_with("data_dri = \"x\"\n");
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("data_dri"), "{e}");
+        let (_d, cli) = cli_with("[storage]\nsink = \"always\"\n");
+        assert!(Config::load(&cli).unwrap_err().to_string().contains("sink"));
+        let cli = Cli {
+            amqp_listen: Some("localhost:abc".into()),
+            ..Cli::default()
+        };
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("amqp listen address")
+        );
+        let cli = Cli {
+            sync: Some("sometimes".into()),
+            ..Cli::default()
+        };
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("sync policy")
+        );
+        let cli = Cli {
+            log_format: Some("xml".into()),
+            ..Cli::default()
+        };
+        assert!(Config::load(&cli).is_err());
+    }
+}
