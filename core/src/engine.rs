@@ -1148,7 +1148,7 @@ impl EngineInner {
     ) -> Option<Ticket> {
         let key = KeyBuf::new(kind::RETAINED)
             .str(&tenant.name)
-            .str(topic)
+            .bytes(topic.as_bytes())
             .done();
         match msg {
             Some(m) => {

@@ -51,7 +51,7 @@ pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{Engine, EngineConfig, dead_letter_queue_name};
 pub use error::{Error, Result, StoreError};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
-pub use names::{MAX_NAME_LEN, is_reserved};
+pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};
 pub use queue::{
     Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag,
     GroupStats, Overflow, PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition,

@@ -25,12 +25,16 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a routing key or binding key: may be empty, at most 255 bytes.
+/// Longest routing key: an MQTT topic may have 65,535 bytes (AMQP's short
+/// strings stop at 255, which its codec enforces).
+pub const MAX_KEY_LEN: usize = 65_535;
+
+/// Checks a routing key or binding key: may be empty, at most [`MAX_KEY_LEN`] bytes.
 pub fn check_key(field: &'static str, key: &str) -> Result<()> {
-    if key.len() > MAX_NAME_LEN {
+    if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid(
             field,
-            format!("{} bytes is longer than {MAX_NAME_LEN}", key.len()),
+            format!("{} bytes is longer than {MAX_KEY_LEN}", key.len()),
         ));
     }
     Ok(())
@@ -53,6 +57,8 @@ mod tests {
         assert!(check_name("queue", &"x".repeat(255)).is_ok());
         assert!(check_name("queue", "a\0b").is_err());
         assert!(check_key("routing key", "").is_ok());
+        assert!(check_key("routing key", &"a".repeat(MAX_KEY_LEN)).is_ok());
+        assert!(check_key("routing key", &"a".repeat(MAX_KEY_LEN + 1)).is_err());
         assert!(is_reserved("amq.topic"));
         assert!(!is_reserved("amqp"));
     }
