@@ -36,6 +36,8 @@ use crate::timers::Timers;
 const ID_BLOCK: u64 = 1 << 20;
 /// Above this many bytes waiting for the committer, adapters should slow publishers.
 const PRESSURE_BYTES: usize = 256 << 20;
+/// Above this many bytes in memtables (flushes falling behind), likewise.
+const MEMTABLE_PRESSURE_BYTES: u64 = 80 << 20;
 /// How long per-group dead letters are kept (DMS keeps them 72 hours).
 const DEAD_LETTER_TTL_MS: u64 = 72 * 3_600_000;
 
@@ -365,7 +367,15 @@ impl Engine {
     /// True when writes are piling up faster than the disk takes them; adapters
     /// should stop reading from publishers until it clears.
     pub fn under_pressure(&self) -> bool {
-        self.inner.services.store.backlog_bytes() > PRESSURE_BYTES
+        let store = &self.inner.services.store;
+        // Writes waiting for the committer, or memtables waiting for flushes
+        // that a busy machine has not run yet: either way, memory is growing.
+        store.backlog_bytes() > PRESSURE_BYTES || store.memtable_bytes() > MEMTABLE_PRESSURE_BYTES
+    }
+
+    /// What the store's committer has done (batches, fsyncs and their cost).
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.inner.services.store.stats()
     }
 
     /// Bytes the data directory takes.
@@ -600,29 +610,9 @@ impl EngineInner {
                 }
             }
         }
-        let garbage: Vec<(Vec<u8>, ())> = store.scan_meta(&[kind::GARBAGE])?;
-        for (key, ()) in garbage {
-            let Some(id) = key
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            if self.queue_by_id(id).is_none()
-                && let Some(last) = store.last_log_seq(id)?
-            {
-                store.submit(
-                    Op::DelLogRange {
-                        queue: id,
-                        from: 0,
-                        to: last + 1,
-                    },
-                    false,
-                );
-            }
-            store.submit(Op::Del(Ks::Meta, key), false);
-        }
+        // Every queue is registered: the compaction filter may now drop the
+        // logs of queues that no longer exist and entries below each head.
+        store.heads.arm(*self.next_queue_id.lock());
         Ok(())
     }
 
@@ -830,7 +820,7 @@ impl EngineInner {
                 self.forget_exchange(&tenant.name, &x.name, x.spec.durable, &[]);
             }
         }
-        let (from, to, shared) = q.mark_deleted();
+        let shared = q.mark_deleted();
         let store = self.store();
         if q.is_durable() {
             store.submit(
@@ -845,20 +835,7 @@ impl EngineInner {
                 store.submit(Op::Del(Ks::Meta, group_key(q.id, &g)), false);
             }
         }
-        if from < to {
-            store.submit(
-                Op::DelLogRange {
-                    queue: q.id,
-                    from,
-                    to,
-                },
-                false,
-            );
-        }
-        store.submit(
-            Op::Del(Ks::Meta, KeyBuf::new(kind::GARBAGE).u64(q.id).done()),
-            false,
-        );
+        store.heads.remove(q.id);
         for (seq, body) in shared {
             self.release_shared(body, q.id, seq);
         }

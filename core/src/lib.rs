@@ -59,5 +59,5 @@ pub use queue::{
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 pub use store::records::GroupCounters;
-pub use store::{STORE_FORMAT, SyncPolicy, Ticket};
+pub use store::{STORE_FORMAT, StoreStats, SyncPolicy, Ticket};
 pub use tenant::{ExchangeInfo, PREDECLARED, PublishReceipt, QueueSpec, Tenant};

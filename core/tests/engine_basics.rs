@@ -501,3 +501,134 @@ async fn topic_and_fanout_broadcast_to_many_queues() {
     }
     e.close();
 }
+
+#[tokio::test]
+async fn retention_keeps_settled_messages_for_rewind_then_deletes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let t = e.tenant("/").unwrap();
+    let s = QueueSettings {
+        retention_ms: 600,
+        ..QueueSettings::default()
+    };
+    let (q, _) = t.declare_queue("kept", spec(s)).unwrap();
+    for i in 0..20 {
+        t.publish(msg("kept", &i.to_string())).unwrap();
+    }
+    assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 20);
+    // Settled by every group but still retained: a rewind replays them.
+    assert_eq!(q.bounds(), (0, 20));
+    q.rewind(DEFAULT_GROUP, StartPosition::Oldest).unwrap();
+    assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 20);
+    // Past the retention period the background sweep deletes them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while q.bounds().0 < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(q.bounds(), (20, 20));
+    // A group that has not settled them keeps them past retention.
+    let (q2, _) = t
+        .declare_queue(
+            "unread",
+            spec(QueueSettings {
+                retention_ms: 100,
+                ..QueueSettings::default()
+            }),
+        )
+        .unwrap();
+    t.publish(msg("unread", "x")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(q2.bounds(), (0, 1));
+    assert_eq!(drain(&q2, DEFAULT_GROUP, true).await.len(), 1);
+    e.close();
+}
+
+#[tokio::test]
+async fn many_groups_and_a_priority_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let t = e.tenant("/").unwrap();
+    let (q, _) = t
+        .declare_queue("wide", spec(QueueSettings::classic()))
+        .unwrap();
+    for g in 0..40 {
+        q.create_group(&format!("g{g}"), StartPosition::Latest, None)
+            .unwrap();
+    }
+    for i in 0..25 {
+        t.publish(msg("wide", &i.to_string())).unwrap();
+    }
+    for g in 0..40 {
+        let got = take_n(&q, &format!("g{g}"), 25).await;
+        assert_eq!(
+            got.iter().map(body).collect::<Vec<_>>(),
+            (0..25).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
+    }
+    let s = QueueSettings {
+        max_priority: Some(9),
+        ..QueueSettings::classic()
+    };
+    let (p, _) = t.declare_queue("prio", spec(s)).unwrap();
+    for (i, prio) in [1u8, 9, 5, 9, 0].into_iter().enumerate() {
+        let mut m = msg("prio", &format!("{i}"));
+        m.properties.priority = Some(prio);
+        t.publish(m).unwrap();
+    }
+    let got = drain(&p, DEFAULT_GROUP, true).await;
+    assert_eq!(
+        got.iter().map(body).collect::<Vec<_>>(),
+        vec!["1", "3", "2", "0", "4"]
+    );
+    e.close();
+}
+
+#[tokio::test]
+async fn per_group_dead_letters_and_lease_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let t = e.tenant("/").unwrap();
+    let s = QueueSettings {
+        max_deliveries: Some(2),
+        dead_letter: Some(DeadLetterTarget::PerGroup),
+        ..QueueSettings::default()
+    };
+    let (q, _) = t.declare_queue("dms", spec(s)).unwrap();
+    q.create_group("g", StartPosition::Oldest, None).unwrap();
+    t.publish(msg("dms", "hot")).unwrap();
+    let req = PullRequest {
+        max: 10,
+        lease_timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let first = q.pull("g", &req).unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(q.pull("g", &req).unwrap().is_empty(), "leased");
+    // The lease runs out: redelivered with its count.
+    let again = q
+        .pull_wait("g", &req, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(again[0].delivery_count(), 2);
+    assert!(
+        matches!(q.ack("g", first[0].tag), Err(Error::UnknownDelivery(_))),
+        "the stale lease is refused"
+    );
+    q.nack("g", again[0].tag, true).unwrap();
+    // Two attempts failed: the group's own dead-letter queue has it; the default group still has its copy.
+    let dlq = e.dead_letter_queue("/", "dms", "g").unwrap();
+    let dead = dlq
+        .pull_wait(
+            DEFAULT_GROUP,
+            &PullRequest {
+                max: 10,
+                ..Default::default()
+            },
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), vec!["hot"]);
+    assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 1);
+    e.close();
+}

@@ -24,15 +24,13 @@ pub(crate) struct Entry {
     pub expires_at: UnixMillis,
     /// Bytes accounted against limits.
     pub size: u32,
-    /// Whether the log entry is (or will be) on disk.
-    pub persisted: bool,
     /// The store ticket of the write that put it on disk (0: not written).
     /// It stays in memory until that write is applied, so readers never miss it.
     pub ticket: u64,
 }
 
 impl Entry {
-    pub fn new(msg: Arc<Message>, settings: &QueueSettings, persisted: bool) -> Self {
+    pub fn new(msg: Arc<Message>, settings: &QueueSettings) -> Self {
         let ttl = match (msg.ttl_millis(), settings.message_ttl_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -43,7 +41,6 @@ impl Entry {
             msg,
             expires_at,
             size,
-            persisted,
             ticket: 0,
         }
     }
@@ -75,8 +72,6 @@ pub(crate) struct Log {
     pub appended_bytes: u64,
     /// Entries stored as references to a shared body: seq → message id.
     pub shared: BTreeMap<u64, u64>,
-    /// Some entry below the window may be on disk (durable, or spilled).
-    pub disk_below_window: bool,
 }
 
 impl Log {
@@ -91,7 +86,6 @@ impl Log {
             retained_bytes: 0,
             appended_bytes: 0,
             shared: BTreeMap::new(),
-            disk_below_window: head < next_seq,
         }
     }
 
@@ -139,7 +133,6 @@ impl Log {
         let seq = self.window_start;
         self.window_start += 1;
         self.window_bytes -= u64::from(e.size);
-        self.disk_below_window = true;
         Some((seq, e))
     }
 
@@ -148,38 +141,19 @@ impl Log {
         self.window.front()
     }
 
-    /// Drops `[head, new_head)` from the log; returns the ranges `[a, b)` that
-    /// have entries on disk, which the caller deletes from the store.
-    pub fn trim_head(&mut self, new_head: u64, on_disk: &mut Vec<(u64, u64)>) {
+    /// Drops `[head, new_head)` from the log (the store forgets them lazily).
+    pub fn trim_head(&mut self, new_head: u64) {
         let new_head = new_head.min(self.next_seq);
         if new_head <= self.head {
             return;
         }
-        if self.disk_below_window && self.head < self.window_start {
-            on_disk.push((self.head, new_head.min(self.window_start)));
-        }
-        let mut run: Option<(u64, u64)> = None;
         while self.window_start < new_head {
             let Some(e) = self.window.pop_front() else {
                 break;
             };
-            let seq = self.window_start;
             self.window_start += 1;
             self.window_bytes -= u64::from(e.size);
             self.retained_bytes = self.retained_bytes.saturating_sub(u64::from(e.size));
-            if e.persisted {
-                run = match run {
-                    Some((a, b)) if b == seq => Some((a, seq + 1)),
-                    Some(r) => {
-                        on_disk.push(r);
-                        Some((seq, seq + 1))
-                    }
-                    None => Some((seq, seq + 1)),
-                };
-            }
-        }
-        if let Some(r) = run {
-            on_disk.push(r);
         }
         if self.head < self.window_start.min(new_head) {
             // Entries that were only on disk: their sizes are unknown here, so
@@ -198,9 +172,6 @@ impl Log {
         if self.window_start < new_head {
             self.window_start = new_head;
         }
-        if self.head >= self.window_start {
-            self.disk_below_window = false;
-        }
     }
 
     /// Decodes a stored record into an entry; `None` when the record is a
@@ -213,7 +184,6 @@ impl Log {
         if record.transient_epoch.is_some_and(|e| e != store.epoch) {
             return Ok(None);
         }
-        let persisted = record.transient_epoch.is_none();
         let msg = match record.body {
             LogBody::Inline(m) => *m,
             LogBody::Shared(id) => match store.get_body(id)? {
@@ -221,7 +191,7 @@ impl Log {
                 None => return Ok(None),
             },
         };
-        Ok(Some(Entry::new(Arc::new(msg), settings, persisted)))
+        Ok(Some(Entry::new(Arc::new(msg), settings)))
     }
 }
 
@@ -229,27 +199,26 @@ impl Log {
 mod tests {
     use super::*;
 
-    fn entry(n: u8, persisted: bool) -> Entry {
+    fn entry(n: u8) -> Entry {
         Entry::new(
             Arc::new(Message::new(vec![n; 10])),
             &QueueSettings::default(),
-            persisted,
         )
     }
 
     #[test]
-    fn trim_reports_disk_ranges() {
+    fn trim_drops_memory_and_moves_the_head() {
         let mut log = Log::new(1, 0, 0);
         for i in 0..6 {
-            log.push(entry(i, i != 2));
+            log.push(entry(i));
         }
-        let mut out = Vec::new();
         log.evict_front();
-        log.trim_head(4, &mut out);
-        assert_eq!(out, vec![(0, 1), (1, 2), (3, 4)]);
+        log.trim_head(4);
         assert_eq!(log.head, 4);
         assert!(log.in_memory(4).is_some());
         assert!(log.in_memory(3).is_none());
         assert_eq!(log.len(), 2);
+        log.trim_head(2);
+        assert_eq!(log.head, 4, "the head never moves back");
     }
 }

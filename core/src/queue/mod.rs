@@ -193,6 +193,8 @@ impl Queue {
             .into_iter()
             .map(|r| Group::from_record(r, &init.settings, &log))
             .collect();
+        // Registered before anything is written to the log (see store/heads.rs).
+        services.store.heads.set(init.id, log.head);
         Arc::new_cyclic(|me| Queue {
             id: init.id,
             name: init.name,
@@ -360,7 +362,7 @@ impl Queue {
         if st.deleted {
             return Appended::Gone;
         }
-        let mut entry = Entry::new(Arc::clone(msg), &self.settings, persist != Persist::No);
+        let mut entry = Entry::new(Arc::clone(msg), &self.settings);
         if self.settings.overflow == Overflow::RejectPublish
             && self.is_full(&st, u64::from(entry.size))
         {
@@ -480,7 +482,6 @@ impl Queue {
             return;
         }
         let store = self.store();
-        let mut spilled = false;
         for (seq, e) in st.log.window_mut() {
             if excess == 0 {
                 break;
@@ -494,18 +495,7 @@ impl Queue {
                     transient_epoch: Some(store.epoch),
                 };
                 e.ticket = store.submit(op, false);
-                spilled = true;
             }
-        }
-        if spilled && !self.durable {
-            store.submit(
-                Op::Put(
-                    Ks::Meta,
-                    KeyBuf::new(kind::GARBAGE).u64(self.id).done(),
-                    Vec::new(),
-                ),
-                false,
-            );
         }
         let applied = store.applied_ticket();
         while st.log.window_bytes() > budget
@@ -540,21 +530,13 @@ impl Queue {
         self.trim_to(st, new_head);
     }
 
+    /// Moves the log's head. Entries below it leave the disk when compactions
+    /// pass over them (see `store/heads.rs`), not by per-key deletes.
     fn trim_to(&self, st: &mut QueueState, new_head: u64) {
         let old_head = st.log.head;
-        let mut ranges = Vec::new();
-        st.log.trim_head(new_head, &mut ranges);
-        if self.durable || !ranges.is_empty() {
-            for (from, to) in ranges {
-                self.store().submit(
-                    Op::DelLogRange {
-                        queue: self.id,
-                        from,
-                        to,
-                    },
-                    false,
-                );
-            }
+        st.log.trim_head(new_head);
+        if st.log.head > old_head {
+            self.store().heads.set(self.id, st.log.head);
         }
         let shared: Vec<(u64, u64)> = st
             .log
@@ -1193,8 +1175,8 @@ impl Queue {
     }
 
     /// Marks the queue deleted, cancels its consumers and wakes all waiters;
-    /// returns the log range and shared entries to drop from the store.
-    pub(crate) fn mark_deleted(&self) -> (u64, u64, Vec<(u64, u64)>) {
+    /// returns the shared-body entries it held.
+    pub(crate) fn mark_deleted(&self) -> Vec<(u64, u64)> {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         st.deleted = true;
@@ -1205,10 +1187,9 @@ impl Queue {
             g.wake_all(&mut fx);
         }
         let shared = std::mem::take(&mut st.log.shared).into_iter().collect();
-        let range = (st.log.head.min(st.log.window_start()), st.log.next_seq);
         drop(st);
         self.finish(fx);
-        (range.0, range.1, shared)
+        shared
     }
 
     /// Timer work: ack deadlines, TTL, queue expiry, retention; re-arms itself.

@@ -15,8 +15,8 @@ use super::records::{DelayedRecordRef, LogBodyRef, LogRecordRef, encode};
 use super::{Ks, Snapshot, Store, SyncPolicy, keys};
 use crate::message::Message;
 
-/// Most log deletions applied in one batch; bigger ranges continue in the next.
-const MAX_DELETES_PER_BATCH: u64 = 65_536;
+/// Longest wait for writers expected to join a sync (see `run`).
+const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_micros(150);
 
 /// One write.
 pub(crate) enum Op {
@@ -34,12 +34,6 @@ pub(crate) enum Op {
         queue: u64,
         seq: u64,
         body: u64,
-    },
-    /// Deletes log entries `[from, to)` of a queue.
-    DelLogRange {
-        queue: u64,
-        from: u64,
-        to: u64,
     },
     PutBody {
         id: u64,
@@ -86,6 +80,8 @@ pub(crate) struct Pending {
     pub dirty: Vec<Weak<dyn Snapshot>>,
     pub closing: bool,
     pub bytes: usize,
+    /// Submits that will wait for this batch's sync.
+    pub sync_waiters: usize,
 }
 
 impl Pending {
@@ -94,6 +90,7 @@ impl Pending {
         self.ops.push(op);
         self.ticket += 1;
         self.need_sync |= sync;
+        self.sync_waiters += usize::from(sync);
     }
 }
 
@@ -101,12 +98,25 @@ pub(crate) fn run(store: &Store) {
     let mut ops: Vec<Op> = Vec::new();
     let mut dirty: Vec<Weak<dyn Snapshot>> = Vec::new();
     let mut last_sync = Instant::now();
+    // How many writers waited on the last sync: when about as many are
+    // expected again, it pays to wait a few microseconds for them so that one
+    // fsync serves them all instead of the first few.
+    let mut last_waiters = 0usize;
     loop {
         let (ticket, need_sync, closing) = {
             let mut p = store.pending.lock();
             while p.ops.is_empty() && p.dirty.is_empty() && !p.closing {
                 store.wake.wait(&mut p);
             }
+            if p.need_sync && store.policy == SyncPolicy::Always {
+                let until = Instant::now() + GATHER_WINDOW;
+                while p.sync_waiters < last_waiters && !p.closing {
+                    if store.wake.wait_until(&mut p, until).timed_out() {
+                        break;
+                    }
+                }
+            }
+            last_waiters = std::mem::take(&mut p.sync_waiters);
             std::mem::swap(&mut p.ops, &mut ops);
             std::mem::swap(&mut p.dirty, &mut dirty);
             p.bytes = 0;
@@ -129,11 +139,21 @@ pub(crate) fn run(store: &Store) {
             }
             continue;
         }
-        let mut leftover = Vec::new();
-        let result = apply(store, &mut ops, &mut leftover).and_then(|()| {
+        let started = Instant::now();
+        store.counters.batches.fetch_add(1, Ordering::Relaxed);
+        store
+            .counters
+            .ops
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let result = apply(store, &mut ops).and_then(|()| {
             store.applied.store(ticket, Ordering::Release);
+            let applied = Instant::now();
+            store
+                .counters
+                .apply_micros
+                .fetch_add(micros(applied - started), Ordering::Relaxed);
             let sync = need_sync || closing;
-            match store.policy {
+            let synced = match store.policy {
                 _ if !sync => Ok(()),
                 SyncPolicy::Never if !closing => Ok(()),
                 SyncPolicy::Batch(every) if !closing => {
@@ -149,7 +169,15 @@ pub(crate) fn run(store: &Store) {
                     last_sync = Instant::now();
                     store.db.persist(PersistMode::SyncData)
                 }
+            };
+            if sync {
+                store.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                store
+                    .counters
+                    .sync_micros
+                    .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
             }
+            synced
         });
         match result {
             Ok(()) => {
@@ -169,12 +197,6 @@ pub(crate) fn run(store: &Store) {
                 });
             }
         }
-        if !leftover.is_empty() {
-            let mut p = store.pending.lock();
-            // Put the unfinished deletions first so they stay ahead of later ops.
-            leftover.append(&mut p.ops);
-            p.ops = leftover;
-        }
         if closing {
             let p = store.pending.lock();
             if p.ops.is_empty() && p.dirty.is_empty() {
@@ -185,12 +207,11 @@ pub(crate) fn run(store: &Store) {
     }
 }
 
-fn apply(store: &Store, ops: &mut Vec<Op>, leftover: &mut Vec<Op>) -> Result<(), fjall::Error> {
+fn apply(store: &Store, ops: &mut Vec<Op>) -> Result<(), fjall::Error> {
     if ops.is_empty() {
         return Ok(());
     }
     let mut batch = store.db.batch();
-    let mut deletes = 0u64;
     for op in ops.drain(..) {
         match op {
             Op::Put(ks, k, v) => batch.insert(store.keyspace(ks), k, v),
@@ -214,21 +235,6 @@ fn apply(store: &Store, ops: &mut Vec<Op>, leftover: &mut Vec<Op>) -> Result<(),
                 };
                 batch.insert(&store.log, keys::log_key(queue, seq), encode(&rec));
             }
-            Op::DelLogRange { queue, from, to } => {
-                let budget = MAX_DELETES_PER_BATCH.saturating_sub(deletes).max(1);
-                let end = to.min(from.saturating_add(budget));
-                for seq in from..end {
-                    batch.remove(&store.log, keys::log_key(queue, seq));
-                }
-                deletes += end - from;
-                if end < to {
-                    leftover.push(Op::DelLogRange {
-                        queue,
-                        from: end,
-                        to,
-                    });
-                }
-            }
             Op::PutBody { id, message } => {
                 batch.insert(&store.bodies, id.to_be_bytes(), encode(&*message))
             }
@@ -251,4 +257,8 @@ fn apply(store: &Store, ops: &mut Vec<Op>, leftover: &mut Vec<Op>) -> Result<(),
         }
     }
     batch.commit()
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

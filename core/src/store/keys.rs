@@ -16,7 +16,6 @@ pub(crate) mod kind {
     pub const SHARED_REFS: u8 = b'c';
     pub const RETAINED: u8 = b'r';
     pub const ADAPTER_STATE: u8 = b'k';
-    pub const GARBAGE: u8 = b'z';
 }
 
 /// Builds a key from parts.

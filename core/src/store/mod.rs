@@ -13,7 +13,9 @@
 //! durable. Reads go straight to fjall.
 
 mod commit;
+mod heads;
 pub(crate) mod keys;
+mod maintenance;
 pub(crate) mod records;
 
 use std::path::Path;
@@ -27,11 +29,17 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use commit::Op;
 use commit::{Durable, Pending};
+pub(crate) use heads::LogHeads;
 pub(crate) use keys::{KeyBuf, kind};
 use records::{LogRecord, decode, encode};
 
 use crate::error::{Error, Result, StoreError};
 use crate::message::Message;
+
+/// Largest memtable of the message keyspaces: memtables hold whole values
+/// until they are flushed (blobs included), so this bounds what a fast
+/// publisher keeps in memory.
+const MEMTABLE_BYTES: u64 = 16 << 20;
 
 /// The format this build writes. Any change to a record shape changes it.
 pub const STORE_FORMAT: &str = "gateway-store-1";
@@ -51,6 +59,37 @@ pub enum SyncPolicy {
     /// Never fsync; confirm once the write reached the operating system.
     Never,
 }
+
+/// What the committer has done since the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct StoreCounters {
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub syncs: AtomicU64,
+    pub sync_micros: AtomicU64,
+    pub apply_micros: AtomicU64,
+}
+
+/// A snapshot of the committer's counters (for metrics and benchmarks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Batches written.
+    pub batches: u64,
+    /// Writes in them.
+    pub ops: u64,
+    /// fsyncs done.
+    pub syncs: u64,
+    /// Time spent in fsync, in µs.
+    pub sync_micros: u64,
+    /// Time spent applying batches (before fsync), in µs.
+    pub apply_micros: u64,
+    /// Bytes waiting for the committer now.
+    pub backlog_bytes: u64,
+}
+
+/// Which compaction filter a keyspace gets (fjall's assigner type, not exported by it).
+type FilterAssigner =
+    Arc<dyn Fn(&str) -> Option<Arc<dyn fjall::compaction::filter::Factory>> + Send + Sync>;
 
 /// A position in the stream of submitted writes; durable once the committer reports it.
 pub type Ticket = u64;
@@ -79,9 +118,14 @@ pub(crate) struct Store {
     durable: tokio::sync::watch::Sender<Durable>,
     /// Last ticket whose write is in fjall (readable), synced or not.
     applied: AtomicU64,
+    counters: StoreCounters,
+    /// Where each queue's log starts (drives the compaction filter).
+    pub heads: Arc<LogHeads>,
     failed: AtomicBool,
     policy: SyncPolicy,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop_maintenance: Arc<maintenance::Stop>,
 }
 
 fn fjall_err(context: impl Into<String>) -> impl FnOnce(fjall::Error) -> StoreError {
@@ -96,7 +140,16 @@ impl Store {
             context: format!("creating data directory {}", dir.display()),
             source,
         })?;
-        let db = match Database::builder(dir).cache_size(cache_bytes).open() {
+        let heads = Arc::new(LogHeads::default());
+        let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(
+            heads::LogFilterFactory(std::panic::AssertUnwindSafe(Arc::clone(&heads))),
+        );
+        let assigner: FilterAssigner =
+            Arc::new(move |keyspace: &str| (keyspace == "log").then(|| Arc::clone(&factory)));
+        let builder = Database::builder(dir)
+            .with_compaction_filter_factories(assigner)
+            .cache_size(cache_bytes);
+        let db = match builder.open() {
             Ok(db) => db,
             Err(fjall::Error::Locked) => {
                 return Err(StoreError::Locked(dir.display().to_string()).into());
@@ -110,6 +163,7 @@ impl Store {
         let blobs = || {
             KeyspaceCreateOptions::default()
                 .with_kv_separation(Some(KvSeparationOptions::default()))
+                .max_memtable_size(MEMTABLE_BYTES)
         };
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
@@ -175,9 +229,13 @@ impl Store {
             wake: Condvar::new(),
             durable,
             applied: AtomicU64::new(0),
+            counters: StoreCounters::default(),
+            heads,
             failed: AtomicBool::new(false),
             policy,
             committer: Mutex::new(None),
+            maintenance: Mutex::new(None),
+            stop_maintenance: Arc::default(),
         });
         let worker = Arc::clone(&store);
         let handle = std::thread::Builder::new()
@@ -188,6 +246,19 @@ impl Store {
                 source,
             })?;
         *store.committer.lock() = Some(handle);
+        let (log, heads, stop) = (
+            store.log.clone(),
+            Arc::clone(&store.heads),
+            Arc::clone(&store.stop_maintenance),
+        );
+        let handle = std::thread::Builder::new()
+            .name("gw-maintenance".into())
+            .spawn(move || maintenance::run(log, heads, stop))
+            .map_err(|source| StoreError::Io {
+                context: "starting the maintenance thread".into(),
+                source,
+            })?;
+        *store.maintenance.lock() = Some(handle);
         Ok(store)
     }
 
@@ -234,6 +305,11 @@ impl Store {
         self.pending.lock().bytes
     }
 
+    /// Bytes held in memtables (active and sealed, waiting for their flush).
+    pub fn memtable_bytes(&self) -> u64 {
+        self.db.write_buffer_size()
+    }
+
     /// Resolves when every write up to `ticket` is durable under the sync policy.
     pub async fn wait(&self, ticket: Ticket) -> Result<()> {
         let mut rx = self.durable.subscribe();
@@ -245,6 +321,19 @@ impl Store {
             Err(StoreError::Poisoned.into())
         } else {
             Ok(())
+        }
+    }
+
+    /// The committer's counters.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            ops: c.ops.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            sync_micros: c.sync_micros.load(Ordering::Relaxed),
+            apply_micros: c.apply_micros.load(Ordering::Relaxed),
+            backlog_bytes: self.backlog_bytes() as u64,
         }
     }
 
@@ -260,6 +349,10 @@ impl Store {
 
     /// Writes everything pending, syncs, and stops the committer.
     pub fn close(&self) {
+        self.stop_maintenance.stop();
+        if let Some(h) = self.maintenance.lock().take() {
+            let _ = h.join();
+        }
         {
             let mut p = self.pending.lock();
             p.closing = true;
@@ -426,5 +519,73 @@ fn read_u64(ks: &Keyspace, key: &[u8]) -> Result<Option<u64>> {
             Ok(Some(u64::from_be_bytes(b)))
         }
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &Store, queue: u64, seqs: std::ops::Range<u64>) -> Ticket {
+        let mut t = 0;
+        for seq in seqs {
+            let message = Arc::new(Message::new(vec![7u8; 100]));
+            t = store.submit(
+                Op::PutLog {
+                    queue,
+                    seq,
+                    message,
+                    transient_epoch: None,
+                },
+                false,
+            );
+        }
+        t
+    }
+
+    async fn applied(store: &Store, t: Ticket) {
+        while store.applied_ticket() < t {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn compactions_drop_entries_below_heads_and_of_deleted_queues() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncPolicy::Never, 1 << 20).unwrap();
+        store.heads.set(1, 0);
+        store.heads.set(2, 0);
+        store.heads.set(3, 0);
+        put(&store, 1, 0..1000);
+        put(&store, 2, 0..10);
+        let t = put(&store, 3, 0..10);
+        applied(&store, t).await;
+        store.heads.set(1, 600);
+        store.heads.remove(2);
+        // Not armed yet: a compaction keeps everything (queues may not be loaded).
+        store.log.rotate_memtable_and_wait().unwrap();
+        store.log.major_compact().unwrap();
+        assert_eq!(store.read_log(2, 0, 100, u64::MAX).unwrap().len(), 10);
+        store.heads.arm(4);
+        store.log.major_compact().unwrap();
+        let first = store.read_log(1, 0, 1, u64::MAX).unwrap();
+        assert_eq!(first[0].0, 600, "entries below the head are gone");
+        assert!(
+            store.read_log(2, 0, 100, u64::MAX).unwrap().is_empty(),
+            "a deleted queue's log is gone"
+        );
+        assert_eq!(
+            store.read_log(3, 0, 100, u64::MAX).unwrap().len(),
+            10,
+            "others are kept"
+        );
+        // A queue created after arming (id 4) is kept even before compactions see it registered.
+        store.heads.set(4, 0);
+        let t = put(&store, 4, 0..5);
+        applied(&store, t).await;
+        store.log.rotate_memtable_and_wait().unwrap();
+        store.log.major_compact().unwrap();
+        assert_eq!(store.read_log(4, 0, 100, u64::MAX).unwrap().len(), 5);
+        store.close();
     }
 }

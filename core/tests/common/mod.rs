@@ -56,3 +56,25 @@ pub async fn drain(q: &Queue, group: &str, ack: bool) -> Vec<Delivery> {
 pub fn default_group() -> &'static str {
     DEFAULT_GROUP
 }
+
+/// Takes exactly `n` deliveries (no-ack), failing after 5 s.
+pub async fn take_n(q: &Queue, group: &str, n: usize) -> Vec<Delivery> {
+    let c = q
+        .consume(
+            group,
+            ConsumerSpec {
+                no_ack: true,
+                ..Default::default()
+            },
+        )
+        .expect("consume");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while out.len() < n {
+            c.take(n - out.len(), &mut out).await.expect("take");
+        }
+    })
+    .await
+    .expect("deliveries arrive");
+    out
+}
