@@ -68,6 +68,18 @@ impl Delays {
         self.inner.lock().items.keys().next().map(|&(d, _)| d)
     }
 
+    /// A scheduled message by id: its due time, the message if cached, and
+    /// whether it targets `queue`.
+    pub fn find(&self, id: u64, queue: &Queue) -> Option<(UnixMillis, Option<Arc<Message>>)> {
+        let s = self.inner.lock();
+        s.items
+            .iter()
+            .find(|((_, i), item)| {
+                *i == id && item.queues.iter().any(|q| std::ptr::eq(q.as_ptr(), queue))
+            })
+            .map(|((due, _), item)| (*due, item.message.clone()))
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
     }

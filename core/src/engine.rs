@@ -17,11 +17,11 @@ use crate::connections::{ConnectionGuard, ConnectionInfo, Connections};
 use crate::deadletter;
 use crate::delay::{DelayedItem, Delays};
 use crate::error::{Error, Result};
-use crate::message::{Message, UnixMillis, now_millis};
+use crate::message::{Message, MessageId, UnixMillis, now_millis};
 use crate::names::check_name;
 use crate::queue::{
-    Appended, DEFAULT_GROUP, DeadLetter, DeadLetterTarget, Log, Persist, Queue, QueueInit,
-    QueueKind, QueueSettings, StartPosition, group_key,
+    Appended, DEFAULT_GROUP, DeadLetter, DeadLetterTarget, Log, MessageState, MessageTrace,
+    Persist, Queue, QueueInit, QueueKind, QueueSettings, StartPosition, group_key,
 };
 use crate::routing::{BindingSpec, ExchangeSpec};
 use crate::store::records::{
@@ -1163,6 +1163,55 @@ impl Engine {
         let t = self.tenant(tenant)?;
         let q = t.queue(queue)?;
         self.inner.group_dead_letters(&t.inner, &q, group)
+    }
+
+    /// Finds a message of a queue by id and tells where it stands in every
+    /// group: ready, delayed, in flight (with its delivery count), settled,
+    /// dead-lettered or filtered.
+    pub fn trace_message(
+        &self,
+        tenant: &str,
+        queue: &str,
+        id: MessageId,
+    ) -> Result<Option<MessageTrace>> {
+        let t = self.tenant(tenant)?;
+        let q = t.queue(queue)?;
+        if let Some(mut trace) = q.find_message(id) {
+            for (group, state) in &mut trace.groups {
+                if *state == MessageState::Settled {
+                    let dlq = t
+                        .inner
+                        .queues
+                        .read()
+                        .get(&dead_letter_queue_name(q.id, group))
+                        .cloned();
+                    if dlq.is_some_and(|d| d.find_message(id).is_some()) {
+                        *state = MessageState::DeadLettered;
+                    }
+                }
+            }
+            return Ok(Some(trace));
+        }
+        let Some((due, cached)) = self.inner.delays.find(id, &q) else {
+            return Ok(None);
+        };
+        let message = match cached {
+            Some(m) => m,
+            None => match self.inner.services.store.get_delayed(due, id)? {
+                Some(rec) => Arc::new(rec.message),
+                None => return Ok(None),
+            },
+        };
+        let groups = q
+            .group_names()
+            .into_iter()
+            .map(|g| (g, MessageState::Delayed))
+            .collect();
+        Ok(Some(MessageTrace {
+            seq: u64::MAX,
+            message,
+            groups,
+        }))
     }
 
     /// Lets a new group start at a position (convenience over [`Queue::create_group`]).

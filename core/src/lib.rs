@@ -54,8 +54,8 @@ pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMill
 pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};
 pub use queue::{
     Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag,
-    GroupStats, Overflow, PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition,
-    TagFilter,
+    GroupStats, MessageState, MessageTrace, Overflow, PullRequest, Queue, QueueKind, QueueSettings,
+    QueueStats, StartPosition, TagFilter,
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 pub use store::records::GroupCounters;

@@ -632,3 +632,59 @@ async fn per_group_dead_letters_and_lease_timeouts() {
     assert_eq!(drain(&q, DEFAULT_GROUP, true).await.len(), 1);
     e.close();
 }
+
+#[tokio::test]
+async fn message_tracking_tells_each_groups_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let t = e.tenant("/").unwrap();
+    let s = QueueSettings {
+        max_deliveries: Some(1),
+        dead_letter: Some(DeadLetterTarget::PerGroup),
+        ..QueueSettings::default()
+    };
+    let (q, _) = t.declare_queue("tracked", spec(s)).unwrap();
+    for g in ["reader", "failer", "idle"] {
+        q.create_group(g, StartPosition::Oldest, None).unwrap();
+    }
+    let id = t.publish(msg("tracked", "m")).unwrap().message_id;
+    let mut later = msg("tracked", "later");
+    later.deliver_at = Some(gw_core::now_millis() + 60_000);
+    let delayed_id = t.publish(later).unwrap().message_id;
+    let req = PullRequest {
+        max: 1,
+        ..Default::default()
+    };
+    let r = q.pull("reader", &req).unwrap();
+    let f = q.pull("failer", &req).unwrap();
+    q.nack("failer", f[0].tag, true).unwrap(); // one attempt allowed: dead-lettered
+    let trace = e.trace_message("/", "tracked", id).unwrap().unwrap();
+    let state = |g: &str| trace.groups.iter().find(|(n, _)| n == g).unwrap().1;
+    assert_eq!(
+        state("reader"),
+        gw_core::MessageState::InFlight { delivery_count: 1 }
+    );
+    assert_eq!(state("failer"), gw_core::MessageState::DeadLettered);
+    assert_eq!(
+        state("idle"),
+        gw_core::MessageState::Ready { delivery_count: 0 }
+    );
+    q.ack("reader", r[0].tag).unwrap();
+    let trace = e.trace_message("/", "tracked", id).unwrap().unwrap();
+    assert_eq!(
+        trace.groups.iter().find(|(n, _)| n == "reader").unwrap().1,
+        gw_core::MessageState::Settled
+    );
+    let delayed = e
+        .trace_message("/", "tracked", delayed_id)
+        .unwrap()
+        .unwrap();
+    assert!(
+        delayed
+            .groups
+            .iter()
+            .all(|(_, s)| *s == gw_core::MessageState::Delayed)
+    );
+    assert!(e.trace_message("/", "tracked", 999_999).unwrap().is_none());
+    e.close();
+}

@@ -66,6 +66,29 @@ impl Delivery {
     }
 }
 
+/// Where one message stands for one consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageState {
+    /// Waiting to be delivered (again, when `delivery_count` > 0).
+    Ready {
+        /// Deliveries so far.
+        delivery_count: u32,
+    },
+    /// Waiting for its delivery time.
+    Delayed,
+    /// Delivered, not yet acknowledged.
+    InFlight {
+        /// Deliveries so far, this one included.
+        delivery_count: u32,
+    },
+    /// Acknowledged (or dropped by a limit) by this group.
+    Settled,
+    /// Dead-lettered by this group.
+    DeadLettered,
+    /// Skipped by the group's tag filter.
+    Filtered,
+}
+
 /// Why a message was dead-lettered (the `reason` of RabbitMQ's `x-death`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeathReason {
@@ -404,6 +427,28 @@ impl Group {
             delivered_hw: self.delivered_hw,
             attempts,
             stats: self.stats,
+        }
+    }
+
+    /// Where a message stands for this group (message tracking).
+    pub fn status_of(&self, seq: u64, tags: &[String]) -> MessageState {
+        if seq < self.floor {
+            return MessageState::Settled;
+        }
+        match self.slot(seq) {
+            Some(s) => match s.state {
+                SlotState::Settled => MessageState::Settled,
+                SlotState::InFlight => MessageState::InFlight {
+                    delivery_count: s.attempts,
+                },
+                SlotState::Ready | SlotState::Pending => MessageState::Ready {
+                    delivery_count: s.attempts,
+                },
+            },
+            None if self.filter.as_ref().is_some_and(|f| !f.matches(tags)) => {
+                MessageState::Filtered
+            }
+            None => MessageState::Ready { delivery_count: 0 },
         }
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 pub use consumer::{Consumer, ConsumerSpec, PullRequest};
 use group::{ConsumerSlot, Group, Source, Taker};
 pub(crate) use group::{DeadLetter, Effects};
-pub use group::{DeathReason, Delivery, DeliveryTag};
+pub use group::{DeathReason, Delivery, DeliveryTag, MessageState};
 pub(crate) use log::{Entry, Log};
 pub use settings::{
     DeadLetterTarget, Overflow, QueueKind, QueueSettings, StartPosition, TagFilter,
@@ -89,6 +89,17 @@ impl QueueStats {
             .or(self.groups.first())
             .map_or(self.retained, |g| g.ready)
     }
+}
+
+/// A message found by id, and its state in each group.
+#[derive(Clone, Debug)]
+pub struct MessageTrace {
+    /// Its sequence number in the queue.
+    pub seq: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Per group: name and state.
+    pub groups: Vec<(String, MessageState)>,
 }
 
 /// How a message enters a queue's log.
@@ -1153,6 +1164,59 @@ impl Queue {
     /// Consumers over all groups.
     pub fn consumer_count(&self) -> usize {
         self.state.lock().consumer_count()
+    }
+
+    /// Finds a retained message by its id and says where it stands in every
+    /// group (message tracking). Scans the log: meant for operators, not for
+    /// hot paths. `None` when the queue no longer retains it.
+    pub fn find_message(&self, id: crate::message::MessageId) -> Option<MessageTrace> {
+        let (head, window_start, next) = {
+            let st = self.state.lock();
+            (st.log.head, st.log.window_start(), st.log.next_seq)
+        };
+        let mut found: Option<(u64, Arc<Message>)> = None;
+        {
+            let st = self.state.lock();
+            for seq in window_start.max(head)..next {
+                if let Some(e) = st.log.in_memory(seq).filter(|e| e.msg.id == id) {
+                    found = Some((seq, Arc::clone(&e.msg)));
+                    break;
+                }
+            }
+        }
+        let mut from = head;
+        while found.is_none() && from < window_start {
+            let Ok(records) = self.store().read_log(self.id, from, 1024, 8 << 20) else {
+                break;
+            };
+            let Some(last) = records.last().map(|(s, _)| *s) else {
+                break;
+            };
+            for (seq, rec) in records {
+                if seq >= window_start {
+                    break;
+                }
+                if let Ok(Some(e)) = Log::entry_from_record(self.store(), &self.settings, rec) {
+                    if e.msg.id == id {
+                        found = Some((seq, e.msg));
+                        break;
+                    }
+                }
+            }
+            from = last + 1;
+        }
+        let (seq, message) = found?;
+        let st = self.state.lock();
+        let groups = st
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.status_of(seq, &message.tags)))
+            .collect();
+        Some(MessageTrace {
+            seq,
+            message,
+            groups,
+        })
     }
 
     /// The sequence numbers `[head, next)` the queue retains.
