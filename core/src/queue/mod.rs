@@ -1196,11 +1196,11 @@ impl Queue {
                 if seq >= window_start {
                     break;
                 }
-                if let Ok(Some(e)) = Log::entry_from_record(self.store(), &self.settings, rec) {
-                    if e.msg.id == id {
-                        found = Some((seq, e.msg));
-                        break;
-                    }
+                if let Ok(Some(e)) = Log::entry_from_record(self.store(), &self.settings, rec)
+                    && e.msg.id == id
+                {
+                    found = Some((seq, e.msg));
+                    break;
                 }
             }
             from = last + 1;
