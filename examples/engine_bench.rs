@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example engine_bench [-- --json] [--backlog N] [--quick] [--data-dir DIR]
-//!     [--only backlog|transient|durable|fanout]
+//!     [--only backlog|transient|durable|fanout|sessions]
 //! ```
 //!
 //! - transient: 1 publisher, 1 consumer, 256 B, publish → deliver → ack (memory only);
@@ -344,6 +344,41 @@ async fn backlog(engine: &Engine, t: &Tenant, n: u64) -> Backlog {
     }
 }
 
+/// RSS per idle subscription: a queue bound to amq.topic with one consumer,
+/// what an MQTT client session costs the engine.
+async fn idle_sessions(t: &Tenant, n: usize) -> f64 {
+    let before = rss_kib();
+    let mut keep = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("session-{i}");
+        let spec = QueueSpec {
+            auto_delete: true,
+            ..spec(false)
+        };
+        let (q, _) = t.declare_queue(&name, spec).expect("declare");
+        t.bind(gw_core::BindingSpec {
+            source: "amq.topic".into(),
+            destination: gw_core::Destination::Queue(name.clone()),
+            routing_key: format!("devices.{i}.commands"),
+            arguments: Default::default(),
+        })
+        .expect("bind");
+        let c = q
+            .consume(
+                DEFAULT_GROUP,
+                ConsumerSpec {
+                    prefetch_count: 10,
+                    ..Default::default()
+                },
+            )
+            .expect("consume");
+        keep.push(c);
+    }
+    let per = (rss_kib().saturating_sub(before)) as f64 * 1024.0 / n as f64;
+    drop(keep);
+    per
+}
+
 fn open(dir: &std::path::Path, sync: SyncPolicy) -> Engine {
     let mut c = EngineConfig::new(dir);
     c.sync = sync;
@@ -386,10 +421,15 @@ fn main() {
         } else {
             0.0
         };
+        let session_bytes = if run("sessions") {
+            idle_sessions(&t, 20_000).await
+        } else {
+            0.0
+        };
         e.close();
-        (transient_rate, durable_rate, fanout_rate, b)
+        (transient_rate, durable_rate, fanout_rate, b, session_bytes)
     });
-    let (transient_rate, durable_rate, fanout_rate, b) = results;
+    let (transient_rate, durable_rate, fanout_rate, b, session_bytes) = results;
     if a.json {
         println!(
             "{}",
@@ -403,6 +443,7 @@ fn main() {
                 "backlog_rss_mib": (b.peak_rss_mib * 10.0).round() / 10.0,
                 "backlog_disk_mib": b.disk_full_mib.round(),
                 "backlog_disk_after_drain_mib": b.disk_after_mib.round(),
+                "idle_session_bytes": session_bytes.round(),
             })
         );
     } else {
@@ -433,6 +474,10 @@ fn main() {
         println!(
             "{:<44} {:>14.0}",
             "backlog disk after drain (MiB)", b.disk_after_mib
+        );
+        println!(
+            "{:<44} {:>14.0}",
+            "idle session: queue+binding+consumer (B)", session_bytes
         );
     }
 }

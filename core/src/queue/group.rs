@@ -316,8 +316,9 @@ pub(crate) struct Group {
     deadlines: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     in_flight: u64,
     delivered_hw: u64,
-    fifo: Option<FifoState>,
-    recovered: Option<Recovered>,
+    // Boxed: most groups never need them, and an MQTT deployment has a group per device.
+    fifo: Option<Box<FifoState>>,
+    recovered: Option<Box<Recovered>>,
     read_ahead: VecDeque<(u64, Entry)>,
     scanned_bytes: u64,
     newly_ready: usize,
@@ -350,7 +351,7 @@ impl Group {
             deadlines: BinaryHeap::new(),
             in_flight: 0,
             delivered_hw: start,
-            fifo: (settings.kind == QueueKind::Fifo).then(FifoState::default),
+            fifo: (settings.kind == QueueKind::Fifo).then(Box::default),
             recovered: None,
             read_ahead: VecDeque::new(),
             scanned_bytes: estimate_scanned(log, start),
@@ -372,11 +373,11 @@ impl Group {
         g.stats = rec.stats;
         g.delivered_hw = rec.delivered_hw.max(floor);
         if rec.delivered_hw > floor {
-            g.recovered = Some(Recovered {
+            g.recovered = Some(Box::new(Recovered {
                 settled: rec.settled.into_iter().collect(),
                 attempts: rec.attempts.into_iter().collect(),
                 hw: rec.delivered_hw,
-            });
+            }));
         }
         g
     }
@@ -463,7 +464,7 @@ impl Group {
     /// Messages this group has yet to receive (approximate: messages ahead of
     /// the cursor that the filter will skip are counted).
     pub fn ready_count(&self, log: &Log) -> u64 {
-        let pending = self.fifo.as_ref().map_or(0, FifoState::pending_total) as u64;
+        let pending = self.fifo.as_ref().map_or(0, |f| f.pending_total()) as u64;
         log.next_seq.saturating_sub(self.cursor) + self.ready.len() as u64 + pending
     }
 
@@ -536,7 +537,7 @@ impl Group {
 
     /// Looks at the message under the cursor and moves the cursor past it.
     fn scan_next(&mut self, src: &Source, fx: &mut Effects) -> Scan {
-        if self.cursor >= src.log.next_seq || self.fifo.as_ref().is_some_and(FifoState::is_full) {
+        if self.cursor >= src.log.next_seq || self.fifo.as_ref().is_some_and(|f| f.is_full()) {
             return Scan::End;
         }
         let seq = self.cursor;

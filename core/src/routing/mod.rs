@@ -151,13 +151,80 @@ pub(crate) struct Exchange {
     table: RwLock<BindingTable>,
 }
 
+/// Bindings of one exchange. `by_destination` is the list of record (what
+/// `bindings()` shows and what unbinding looks up); the other fields are the
+/// routing structure of the exchange's kind. Every change touches only the
+/// bindings of one destination, so thousands of MQTT sessions binding and
+/// leaving cost O(their own bindings), not O(all bindings).
 #[derive(Default)]
 struct BindingTable {
-    specs: Vec<BindingSpec>,
-    direct: HashMap<String, Vec<Target>>,
+    by_destination: HashMap<Destination, Vec<(Box<str>, Headers)>>,
+    count: usize,
+    direct: HashMap<Box<str>, Vec<Target>>,
     fanout: Vec<Target>,
     topic: Option<TopicTrie<Target>>,
     headers: Vec<(HeaderMatch, Target)>,
+}
+
+impl BindingTable {
+    fn route_add(
+        &mut self,
+        kind: ExchangeKind,
+        key: &str,
+        args: &Headers,
+        target: Target,
+    ) -> Result<()> {
+        match kind {
+            ExchangeKind::Direct => self.direct.entry(key.into()).or_default().push(target),
+            ExchangeKind::Fanout => self.fanout.push(target),
+            ExchangeKind::Topic => {
+                self.topic
+                    .get_or_insert_with(TopicTrie::new)
+                    .insert(key, target);
+            }
+            ExchangeKind::Headers => {
+                let m = HeaderMatch::from_arguments(args)
+                    .map_err(|r| Error::invalid("binding arguments", r))?;
+                self.headers.push((m, target));
+            }
+        }
+        Ok(())
+    }
+
+    fn route_remove(&mut self, kind: ExchangeKind, key: &str, args: &Headers, target: &Target) {
+        match kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = self.direct.get_mut(key) {
+                    if let Some(i) = v.iter().position(|x| x == target) {
+                        v.swap_remove(i);
+                    }
+                    if v.is_empty() {
+                        self.direct.remove(key);
+                    }
+                }
+            }
+            ExchangeKind::Fanout => {
+                if let Some(i) = self.fanout.iter().position(|x| x == target) {
+                    self.fanout.swap_remove(i);
+                }
+            }
+            ExchangeKind::Topic => {
+                if let Some(trie) = &mut self.topic {
+                    trie.remove(key, target);
+                }
+            }
+            ExchangeKind::Headers => {
+                if let Ok(m) = HeaderMatch::from_arguments(args)
+                    && let Some(i) = self
+                        .headers
+                        .iter()
+                        .position(|(hm, x)| *hm == m && x == target)
+                {
+                    self.headers.swap_remove(i);
+                }
+            }
+        }
+    }
 }
 
 impl Exchange {
@@ -172,99 +239,81 @@ impl Exchange {
     /// Adds a binding; false when it existed.
     pub fn bind(&self, spec: BindingSpec, target: Target) -> Result<bool> {
         let mut t = self.table.write();
-        if t.specs.contains(&spec) {
+        let known = t.by_destination.get(&spec.destination).is_some_and(|v| {
+            v.iter()
+                .any(|(k, a)| **k == *spec.routing_key && *a == spec.arguments)
+        });
+        if known {
             return Ok(false);
         }
-        match self.spec.kind {
-            ExchangeKind::Direct => t
-                .direct
-                .entry(spec.routing_key.clone())
-                .or_default()
-                .push(target),
-            ExchangeKind::Fanout => t.fanout.push(target),
-            ExchangeKind::Topic => {
-                t.topic
-                    .get_or_insert_with(TopicTrie::new)
-                    .insert(&spec.routing_key, target);
-            }
-            ExchangeKind::Headers => {
-                let m = HeaderMatch::from_arguments(&spec.arguments)
-                    .map_err(|r| Error::invalid("binding arguments", r))?;
-                t.headers.push((m, target));
-            }
-        }
-        t.specs.push(spec);
+        t.route_add(self.spec.kind, &spec.routing_key, &spec.arguments, target)?;
+        t.by_destination
+            .entry(spec.destination)
+            .or_default()
+            .push((spec.routing_key.into(), spec.arguments));
+        t.count += 1;
         Ok(true)
     }
 
     /// Removes a binding; false when there was none.
     pub fn unbind(&self, spec: &BindingSpec, target: &Target) -> bool {
         let mut t = self.table.write();
-        let Some(pos) = t.specs.iter().position(|s| s == spec) else {
+        let Some(list) = t.by_destination.get_mut(&spec.destination) else {
             return false;
         };
-        t.specs.remove(pos);
-        match self.spec.kind {
-            ExchangeKind::Direct => {
-                if let Some(v) = t.direct.get_mut(&spec.routing_key) {
-                    if let Some(i) = v.iter().position(|x| x == target) {
-                        v.remove(i);
-                    }
-                    if v.is_empty() {
-                        t.direct.remove(&spec.routing_key);
-                    }
-                }
-            }
-            ExchangeKind::Fanout => {
-                if let Some(i) = t.fanout.iter().position(|x| x == target) {
-                    t.fanout.remove(i);
-                }
-            }
-            ExchangeKind::Topic => {
-                if let Some(trie) = &mut t.topic {
-                    trie.remove(&spec.routing_key, target);
-                }
-            }
-            ExchangeKind::Headers => {
-                if let Ok(m) = HeaderMatch::from_arguments(&spec.arguments)
-                    && let Some(i) = t.headers.iter().position(|(hm, x)| *hm == m && x == target)
-                {
-                    t.headers.remove(i);
-                }
-            }
+        let Some(pos) = list
+            .iter()
+            .position(|(k, a)| **k == *spec.routing_key && *a == spec.arguments)
+        else {
+            return false;
+        };
+        list.swap_remove(pos);
+        if list.is_empty() {
+            t.by_destination.remove(&spec.destination);
         }
+        t.count -= 1;
+        t.route_remove(self.spec.kind, &spec.routing_key, &spec.arguments, target);
         true
     }
 
     /// Removes every binding to `dest`; returns the removed specs.
     pub fn unbind_destination(&self, dest: &Destination, target: &Target) -> Vec<BindingSpec> {
         let mut t = self.table.write();
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut t.specs)
-            .into_iter()
-            .partition(|s| s.destination == *dest);
-        t.specs = kept;
-        if gone.is_empty() {
-            return gone;
+        let Some(list) = t.by_destination.remove(dest) else {
+            return Vec::new();
+        };
+        t.count -= list.len();
+        let mut gone = Vec::with_capacity(list.len());
+        for (key, args) in list {
+            t.route_remove(self.spec.kind, &key, &args, target);
+            gone.push(BindingSpec {
+                source: self.name.clone(),
+                destination: dest.clone(),
+                routing_key: key.into(),
+                arguments: args,
+            });
         }
-        t.direct.retain(|_, v| {
-            v.retain(|x| x != target);
-            !v.is_empty()
-        });
-        t.fanout.retain(|x| x != target);
-        if let Some(trie) = &mut t.topic {
-            trie.retain(&mut |x| x != target);
-        }
-        t.headers.retain(|(_, x)| x != target);
         gone
     }
 
     /// The bindings with this exchange as source.
     pub fn bindings(&self) -> Vec<BindingSpec> {
-        self.table.read().specs.clone()
+        let t = self.table.read();
+        t.by_destination
+            .iter()
+            .flat_map(|(dest, list)| {
+                list.iter().map(move |(key, args)| BindingSpec {
+                    source: self.name.clone(),
+                    destination: dest.clone(),
+                    routing_key: key.to_string(),
+                    arguments: args.clone(),
+                })
+            })
+            .collect()
     }
 
     pub fn binding_count(&self) -> usize {
-        self.table.read().specs.len()
+        self.table.read().count
     }
 
     /// Appends the destinations this exchange picks for a message.
@@ -272,7 +321,7 @@ impl Exchange {
         let t = self.table.read();
         match self.spec.kind {
             ExchangeKind::Direct => {
-                if let Some(v) = t.direct.get(&msg.routing_key) {
+                if let Some(v) = t.direct.get(msg.routing_key.as_str()) {
                     out.extend(v.iter().cloned());
                 }
             }

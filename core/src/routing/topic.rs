@@ -14,7 +14,7 @@ pub(crate) struct TopicTrie<T> {
 
 #[derive(Debug)]
 struct Node<T> {
-    words: HashMap<Box<str>, Node<T>>,
+    words: Children<T>,
     star: Option<Box<Node<T>>>,
     hash: Option<Box<Node<T>>>,
     values: Vec<T>,
@@ -23,7 +23,7 @@ struct Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            words: HashMap::new(),
+            words: Children::Few(Vec::new()),
             star: None,
             hash: None,
             values: Vec::new(),
@@ -37,6 +37,70 @@ impl<T> Node<T> {
             && self.words.is_empty()
             && self.star.is_none()
             && self.hash.is_none()
+    }
+}
+
+/// A node's children by word. Most nodes have a handful, kept in a vector
+/// (a hash map costs ~300 bytes even for one entry, and MQTT deployments have a
+/// node per device); a node with many switches to a hash map.
+#[derive(Debug)]
+enum Children<T> {
+    Few(Vec<(Box<str>, Node<T>)>),
+    Many(HashMap<Box<str>, Node<T>>),
+}
+
+const FEW: usize = 8;
+
+impl<T> Children<T> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, w: &str) -> Option<&Node<T>> {
+        match self {
+            Children::Few(v) => v.iter().find(|(k, _)| &**k == w).map(|(_, n)| n),
+            Children::Many(m) => m.get(w),
+        }
+    }
+
+    fn get_mut(&mut self, w: &str) -> Option<&mut Node<T>> {
+        match self {
+            Children::Few(v) => v.iter_mut().find(|(k, _)| &**k == w).map(|(_, n)| n),
+            Children::Many(m) => m.get_mut(w),
+        }
+    }
+
+    fn entry(&mut self, w: &str) -> &mut Node<T> {
+        if let Children::Few(v) = self {
+            if v.len() >= FEW && !v.iter().any(|(k, _)| &**k == w) {
+                *self = Children::Many(std::mem::take(v).into_iter().collect());
+            }
+        }
+        match self {
+            Children::Few(v) => {
+                let i = match v.iter().position(|(k, _)| &**k == w) {
+                    Some(i) => i,
+                    None => {
+                        v.push((w.into(), Node::default()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            Children::Many(m) => m.entry(w.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, w: &str) {
+        match self {
+            Children::Few(v) => v.retain(|(k, _)| &**k != w),
+            Children::Many(m) => {
+                m.remove(w);
+            }
+        }
     }
 }
 
@@ -66,7 +130,7 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
             node = match w {
                 "*" => node.star.get_or_insert_with(Default::default),
                 "#" => node.hash.get_or_insert_with(Default::default),
-                _ => node.words.entry(w.into()).or_default(),
+                _ => node.words.entry(w),
             };
         }
         if node.values.contains(&value) {
@@ -85,11 +149,6 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
             self.len -= 1;
         }
         removed
-    }
-
-    /// Removes every binding whose value satisfies `f`.
-    pub fn retain(&mut self, f: &mut impl FnMut(&T) -> bool) {
-        self.len -= retain_at(&mut self.root, f);
     }
 
     /// Appends every value whose pattern matches `key` (a value bound by two
@@ -132,25 +191,6 @@ fn remove_at<T: PartialEq>(node: &mut Node<T>, ws: &[&str], value: &T) -> bool {
     removed
 }
 
-fn retain_at<T>(node: &mut Node<T>, f: &mut impl FnMut(&T) -> bool) -> usize {
-    let before = node.values.len();
-    node.values.retain(|v| f(v));
-    let mut removed = before - node.values.len();
-    for child in [&mut node.star, &mut node.hash] {
-        if let Some(c) = child.as_deref_mut() {
-            removed += retain_at(c, f);
-            if c.is_empty() {
-                *child = None;
-            }
-        }
-    }
-    node.words.retain(|_, c| {
-        removed += retain_at(c, f);
-        !c.is_empty()
-    });
-    removed
-}
-
 fn match_at<T: Clone>(node: &Node<T>, ws: &[&str], out: &mut Vec<T>) {
     if let Some(h) = &node.hash {
         // `#` swallows zero or more words: try every split.
@@ -162,7 +202,7 @@ fn match_at<T: Clone>(node: &Node<T>, ws: &[&str], out: &mut Vec<T>) {
         out.extend(node.values.iter().cloned());
         return;
     };
-    if let Some(child) = node.words.get(*first) {
+    if let Some(child) = node.words.get(first) {
         match_at(child, rest, out);
     }
     if let Some(s) = &node.star {
@@ -259,12 +299,24 @@ mod tests {
             ],
         );
         assert_eq!(trie.len(), 21);
-        trie.retain(&mut |v| *v % 2 == 0);
+    }
+
+    #[test]
+    fn wide_levels_switch_to_a_map() {
+        let mut t = TopicTrie::new();
+        for i in 0..100 {
+            assert!(t.insert(&format!("devices.{i}.cmd"), i));
+        }
         let mut got = Vec::new();
-        trie.matches("a.b.c", &mut got);
-        got.sort();
-        got.dedup();
-        assert_eq!(got, vec![2, 6, 10, 12, 18, 20, 22, 24, 26]);
+        t.matches("devices.42.cmd", &mut got);
+        assert_eq!(got, vec![42]);
+        for i in 0..100 {
+            assert!(t.remove(&format!("devices.{i}.cmd"), &i));
+        }
+        assert_eq!(t.len(), 0);
+        got.clear();
+        t.matches("devices.42.cmd", &mut got);
+        assert!(got.is_empty());
     }
 
     #[test]
