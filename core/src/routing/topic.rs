@@ -74,10 +74,11 @@ impl<T> Children<T> {
     }
 
     fn entry(&mut self, w: &str) -> &mut Node<T> {
-        if let Children::Few(v) = self {
-            if v.len() >= FEW && !v.iter().any(|(k, _)| &**k == w) {
-                *self = Children::Many(std::mem::take(v).into_iter().collect());
-            }
+        if let Children::Few(v) = self
+            && v.len() >= FEW
+            && !v.iter().any(|(k, _)| &**k == w)
+        {
+            *self = Children::Many(std::mem::take(v).into_iter().collect());
         }
         match self {
             Children::Few(v) => {
