@@ -38,6 +38,8 @@ const ID_BLOCK: u64 = 1 << 20;
 const PRESSURE_BYTES: usize = 256 << 20;
 /// Above this many bytes in memtables (flushes falling behind), likewise.
 const MEMTABLE_PRESSURE_BYTES: u64 = 80 << 20;
+/// Most lost memory-only messages a recovered queue tracks for exact counts.
+const MAX_COUNTED_HOLES: usize = 100_000;
 /// How long per-group dead letters are kept (DMS keeps them 72 hours).
 const DEAD_LETTER_TTL_MS: u64 = 72 * 3_600_000;
 
@@ -552,6 +554,17 @@ impl EngineInner {
             let mut log = Log::new(rec.id, state.head.min(next_seq), next_seq);
             log.retained_bytes = state.retained_bytes;
             log.appended_bytes = state.retained_bytes;
+            let unread_from = groups
+                .iter()
+                .map(|g| g.floor)
+                .min()
+                .unwrap_or(log.head)
+                .max(log.head);
+            if let Some(holes) =
+                store.log_holes(rec.id, unread_from, next_seq, MAX_COUNTED_HOLES)?
+            {
+                log.holes.extend(holes);
+            }
             let init = QueueInit {
                 id: rec.id,
                 tenant: Arc::clone(&tenant.name),

@@ -182,6 +182,13 @@ impl Consumer {
         self.nack_many(&[tag], requeue)
     }
 
+    /// Stops receiving but keeps what is in flight acknowledgeable (AMQP
+    /// basic.cancel); the consumer no longer counts for exclusivity, single
+    /// active consumer or auto-delete. Drop it to give back what it holds.
+    pub fn stop(&self) {
+        self.queue.stop_consumer(self.group, self.id);
+    }
+
     /// Changes the prefetch window (AMQP basic.qos on a running consumer).
     pub fn set_prefetch(&self, count: u32, bytes: u64) {
         self.queue.set_prefetch(self.group, self.id, count, bytes);

@@ -241,6 +241,8 @@ pub(crate) struct ConsumerSlot {
     pub cancelled: Arc<std::sync::atomic::AtomicBool>,
     pub priority: i32,
     pub exclusive: bool,
+    /// Cancelled by its client but still holding deliveries (see `Queue::stop_consumer`).
+    pub stopped: bool,
     /// In the group's waiter list.
     registered: bool,
     /// Stopped by its prefetch window; woken when an ack frees room.
@@ -267,6 +269,7 @@ impl ConsumerSlot {
             cancelled,
             priority: 0,
             exclusive: false,
+            stopped: false,
             registered: false,
             credit_blocked: false,
         }
@@ -274,6 +277,9 @@ impl ConsumerSlot {
 
     /// How many messages and bytes it may take now.
     pub fn credit(&self) -> (usize, u64) {
+        if self.stopped {
+            return (0, 0);
+        }
         if self.no_ack {
             return (usize::MAX, u64::MAX);
         }
@@ -465,7 +471,12 @@ impl Group {
     /// the cursor that the filter will skip are counted).
     pub fn ready_count(&self, log: &Log) -> u64 {
         let pending = self.fifo.as_ref().map_or(0, |f| f.pending_total()) as u64;
-        log.next_seq.saturating_sub(self.cursor) + self.ready.len() as u64 + pending
+        let holes = log.holes.range(self.cursor..).count() as u64;
+        log.next_seq
+            .saturating_sub(self.cursor)
+            .saturating_sub(holes)
+            + self.ready.len() as u64
+            + pending
     }
 
     /// Bytes this group has yet to receive (approximate, like `ready_count`).

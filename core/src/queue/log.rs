@@ -70,6 +70,9 @@ pub(crate) struct Log {
     pub retained_bytes: u64,
     /// Bytes ever appended (groups subtract what they read to know their backlog).
     pub appended_bytes: u64,
+    /// Sequence numbers known to have no message (memory-only messages lost in
+    /// a restart), so that backlog counts are exact before a group reads past them.
+    pub holes: std::collections::BTreeSet<u64>,
     /// Entries stored as references to a shared body: seq → message id.
     pub shared: BTreeMap<u64, u64>,
 }
@@ -86,11 +89,13 @@ impl Log {
             retained_bytes: 0,
             appended_bytes: 0,
             shared: BTreeMap::new(),
+            holes: std::collections::BTreeSet::new(),
         }
     }
 
+    /// Messages retained (holes left by lost memory-only messages excluded).
     pub fn len(&self) -> u64 {
-        self.next_seq - self.head
+        (self.next_seq - self.head).saturating_sub(self.holes.len() as u64)
     }
 
     pub fn window_start(&self) -> u64 {
@@ -169,6 +174,9 @@ impl Log {
             }
         }
         self.head = new_head;
+        if self.holes.first().is_some_and(|&h| h < new_head) {
+            self.holes = self.holes.split_off(&new_head);
+        }
         if self.window_start < new_head {
             self.window_start = new_head;
         }

@@ -166,7 +166,10 @@ impl QueueState {
     }
 
     fn consumer_count(&self) -> usize {
-        self.groups.iter().map(|g| g.consumers.len()).sum()
+        self.groups
+            .iter()
+            .map(|g| g.consumers.iter().filter(|c| !c.stopped).count())
+            .sum()
     }
 
     fn min_floor(&self) -> u64 {
@@ -737,7 +740,7 @@ impl Queue {
         if st
             .groups
             .iter()
-            .any(|g| g.consumers.iter().any(|c| c.exclusive))
+            .any(|g| g.consumers.iter().any(|c| c.exclusive && !c.stopped))
         {
             return Err(Error::AccessRefused(format!(
                 "queue '{}' in exclusive use",
@@ -836,7 +839,10 @@ impl Queue {
         // Consumer priorities: a lower-priority consumer waits while a
         // higher-priority one has room and is waiting.
         let passive = (self.settings.single_active_consumer
-            && g.consumers.first().is_some_and(|f| f.id != consumer))
+            && g.consumers
+                .iter()
+                .find(|c| !c.stopped)
+                .is_some_and(|f| f.id != consumer))
             || g.consumers
                 .iter()
                 .any(|o| o.id != consumer && o.priority > priority && o.credit().0 > 0);
@@ -887,6 +893,32 @@ impl Queue {
             c.prefetch_count = count;
             c.prefetch_bytes = bytes;
             c.notify.notify_one();
+        }
+    }
+
+    /// Stops a consumer from receiving while keeping what it holds in flight
+    /// (AMQP basic.cancel: unacked deliveries stay acknowledgeable). It no
+    /// longer counts as a consumer (exclusivity, single active consumer,
+    /// auto-delete); dropping the handle later requeues what is left.
+    pub(crate) fn stop_consumer(&self, group_id: u32, consumer: u32) {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        if let Some(g) = st.groups.iter_mut().find(|g| g.id == group_id)
+            && let Some(c) = g.consumer_mut(consumer)
+        {
+            c.stopped = true;
+            // Whoever waited behind it (single active consumer, priorities) may go.
+            for c in &g.consumers {
+                fx.wake.push(Arc::clone(&c.notify));
+            }
+        }
+        let auto_delete =
+            self.auto_delete && st.had_consumers && st.consumer_count() == 0 && !st.deleted;
+        drop(st);
+        self.finish(fx);
+        if auto_delete {
+            self.services
+                .delete_queue_later(&self.tenant, &self.name, self.id);
         }
     }
 

@@ -404,6 +404,45 @@ impl Store {
         }
     }
 
+    /// Sequence numbers in `[from, to)` with no stored entry (memory-only
+    /// messages lost in a restart), reading keys only; gives up (`None`) past
+    /// `limit` holes.
+    pub fn log_holes(
+        &self,
+        queue: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<u64>>> {
+        let mut holes = Vec::new();
+        let mut expected = from;
+        for guard in self
+            .log
+            .range(keys::log_key(queue, from)..keys::log_key(queue, to))
+        {
+            let k = guard.key().map_err(fjall_err("reading queue log"))?;
+            let Some((_, seq)) = keys::parse_log_key(&k) else {
+                continue;
+            };
+            while expected < seq {
+                holes.push(expected);
+                expected += 1;
+                if holes.len() > limit {
+                    return Ok(None);
+                }
+            }
+            expected = seq + 1;
+        }
+        while expected < to {
+            holes.push(expected);
+            expected += 1;
+            if holes.len() > limit {
+                return Ok(None);
+            }
+        }
+        Ok(Some(holes))
+    }
+
     /// The highest sequence number stored for a queue.
     pub fn last_log_seq(&self, queue: u64) -> Result<Option<u64>> {
         let range = keys::log_key(queue, 0)..=keys::log_key(queue, u64::MAX);

@@ -358,6 +358,20 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Codec
     Ok(Some(frame))
 }
 
+/// The `prefetch-size` of a `basic.qos` frame at the front of `buf`.
+///
+/// amq-protocol reads that field as reserved and drops it; the connection
+/// peeks at it before [`decode`] so the window in bytes can be honoured.
+/// `None` when `buf` does not start with a `basic.qos` method frame.
+pub fn peek_qos_prefetch_size(buf: &[u8]) -> Option<u32> {
+    let head = buf.get(..HEADER_LEN + 8)?;
+    if head[0] != FRAME_METHOD || head[HEADER_LEN..HEADER_LEN + 4] != [0, 60, 0, 10] {
+        return None;
+    }
+    let size = &head[HEADER_LEN + 4..HEADER_LEN + 8];
+    Some(u32::from_be_bytes([size[0], size[1], size[2], size[3]]))
+}
+
 /// `None` when the payload is too short to hold the class and method ids.
 fn decode_method(channel: u16, payload: &[u8]) -> Option<Result<Frame, CodecError>> {
     let ids = payload.get(..4)?;
@@ -436,7 +450,9 @@ pub fn is_known_method(class_id: u16, method_id: u16) -> bool {
 }
 
 mod encode;
-pub use encode::{encode_content, encode_frame, encode_heartbeat, encode_method};
+pub use encode::{
+    encode_content, encode_deliver, encode_frame, encode_get_ok, encode_heartbeat, encode_method,
+};
 
 #[cfg(test)]
 mod tests;

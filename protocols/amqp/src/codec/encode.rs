@@ -64,6 +64,67 @@ pub fn encode_content(
     Ok(())
 }
 
+/// Appends a `basic.deliver` method frame, written by hand: it goes out once
+/// per delivery, and building amq-protocol's struct would allocate three
+/// strings each time. Strings longer than a short string allows (a routing
+/// key from MQTT) are cut at 255 bytes on a character boundary.
+pub fn encode_deliver(
+    out: &mut BytesMut,
+    channel: u16,
+    consumer_tag: &str,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+) {
+    let start = begin_frame(out, FRAME_METHOD, channel);
+    out.put_u16(60);
+    out.put_u16(60);
+    put_short(out, consumer_tag);
+    out.put_u64(delivery_tag);
+    out.put_u8(u8::from(redelivered));
+    put_short(out, exchange);
+    put_short(out, routing_key);
+    patch_size(out, start);
+}
+
+/// Appends a `basic.get-ok` method frame, by hand like [`encode_deliver`].
+pub fn encode_get_ok(
+    out: &mut BytesMut,
+    channel: u16,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+    message_count: u32,
+) {
+    let start = begin_frame(out, FRAME_METHOD, channel);
+    out.put_u16(60);
+    out.put_u16(71);
+    out.put_u64(delivery_tag);
+    out.put_u8(u8::from(redelivered));
+    put_short(out, exchange);
+    put_short(out, routing_key);
+    out.put_u32(message_count);
+    patch_size(out, start);
+}
+
+/// Writes a short string, cut to 255 bytes on a character boundary.
+fn put_short(out: &mut BytesMut, s: &str) {
+    let mut n = s.len().min(255);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    out.put_u8(n as u8);
+    out.extend_from_slice(&s.as_bytes()[..n]);
+}
+
+fn patch_size(out: &mut BytesMut, start: usize) {
+    let size = (out.len() - start - HEADER_LEN) as u32;
+    out[start + 3..start + HEADER_LEN].copy_from_slice(&size.to_be_bytes());
+    out.put_u8(FRAME_END);
+}
+
 /// Appends any [`Frame`] as it is (a body frame is not split).
 ///
 /// # Errors

@@ -563,3 +563,64 @@ fn speed() {
         "deliver+header+256 B body: encode {encode_ns:.0} ns, publish+header+body decode {decode_ns:.0} ns"
     );
 }
+
+#[test]
+fn hand_written_deliver_and_get_ok_match_amq_protocol() {
+    let mut ours = BytesMut::new();
+    encode_deliver(&mut ours, 7, "ctag", 42, true, "ex", "rk");
+    let deliver = basic::Deliver {
+        consumer_tag: "ctag".into(),
+        delivery_tag: 42,
+        redelivered: true,
+        exchange: "ex".into(),
+        routing_key: "rk".into(),
+    };
+    let theirs = encoded(&Frame::Method(
+        7,
+        AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)),
+    ));
+    assert_eq!(ours, theirs);
+
+    let mut ours = BytesMut::new();
+    encode_get_ok(&mut ours, 3, 9, false, "", "q", 12);
+    let get_ok = basic::GetOk {
+        delivery_tag: 9,
+        redelivered: false,
+        exchange: "".into(),
+        routing_key: "q".into(),
+        message_count: 12,
+    };
+    let theirs = encoded(&Frame::Method(
+        3,
+        AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok)),
+    ));
+    assert_eq!(ours, theirs);
+
+    // A routing key from MQTT may be longer than a short string: cut, still valid.
+    let mut long = BytesMut::new();
+    let key = "é".repeat(200);
+    encode_deliver(&mut long, 1, "c", 1, false, "amq.topic", &key);
+    match decode(&mut long, 0).unwrap() {
+        Some(Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)))) => {
+            assert_eq!(d.routing_key.as_str().len(), 254);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn qos_prefetch_size_is_peeked() {
+    let mut payload = vec![0, 60, 0, 10];
+    payload.extend_from_slice(&65_536u32.to_be_bytes());
+    payload.extend_from_slice(&10u16.to_be_bytes());
+    payload.push(0);
+    let frame = raw(FRAME_METHOD, 1, &payload);
+    assert_eq!(peek_qos_prefetch_size(&frame), Some(65_536));
+    assert_eq!(
+        peek_qos_prefetch_size(&frame[..10]),
+        None,
+        "too short to tell"
+    );
+    let ack = raw(FRAME_METHOD, 1, &[0, 60, 0, 80, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(peek_qos_prefetch_size(&ack), None);
+}

@@ -1,0 +1,85 @@
+//! Channel 0 once the connection is open: the client's `connection.close`,
+//! `connection.update-secret` (re-checked like a login), and the server's
+//! `connection.blocked` / `unblocked` as the engine's backpressure flips.
+
+use amq_protocol::protocol::{AMQPClass, connection};
+use tokio::io::AsyncRead;
+
+use super::{Connection, Step};
+use crate::codec::Frame;
+use crate::error::{AmqpError, AmqpResult, code};
+
+impl<R: AsyncRead + Unpin> Connection<R> {
+    pub(super) async fn channel_zero(&mut self, frame: Frame) -> AmqpResult<Step> {
+        use connection::AMQPMethod as M;
+        let m = match frame {
+            Frame::Heartbeat => return Ok(Step::Continue),
+            Frame::Method(_, AMQPClass::Connection(m)) => m,
+            Frame::Method(..) => {
+                return Err(AmqpError::channel_error(
+                    "unexpected method in connection state running",
+                ));
+            }
+            Frame::Header(..) | Frame::Body(..) => {
+                return Err(AmqpError::new(
+                    code::UNEXPECTED_FRAME,
+                    "content frame on channel 0",
+                ));
+            }
+        };
+        match m {
+            M::Close(c) => {
+                tracing::debug!(peer = %self.peer, code = c.reply_code, reply = %c.reply_text, "client closed the AMQP connection");
+                self.shutdown_channels().await;
+                self.session.send(
+                    0,
+                    &AMQPClass::Connection(M::CloseOk(connection::CloseOk {})),
+                );
+                Ok(Step::End)
+            }
+            M::UpdateSecret(u) => {
+                let user = self.session.user();
+                let p = self
+                    .server
+                    .engine
+                    .authenticate(&user, u.new_secret.as_bytes(), Some(self.peer.ip()))
+                    .ok()
+                    .filter(|p| p.may_use_tenant(self.session.vhost()))
+                    .ok_or_else(|| {
+                        AmqpError::not_allowed("New secret was refused by one of the backends")
+                            .on_method(10, 70)
+                    })?;
+                self.session.set_principal(p);
+                tracing::info!(peer = %self.peer, user, reason = %u.reason, "AMQP connection updated its secret");
+                let ok = M::UpdateSecretOk(connection::UpdateSecretOk {});
+                self.session.send(0, &AMQPClass::Connection(ok));
+                Ok(Step::Continue)
+            }
+            // Harmless from a client (it has nothing to block), and a late close-ok.
+            M::Blocked(_) | M::Unblocked(_) | M::CloseOk(_) => Ok(Step::Continue),
+            _ => Err(AmqpError::channel_error(
+                "unexpected method in connection state running",
+            )),
+        }
+    }
+
+    pub(super) fn pressure_changed(&mut self) {
+        let now = *self.pressure.borrow_and_update();
+        self.ctx.blocked = now;
+        if now && !self.sent_blocked && self.session.caps.connection_blocked {
+            let blocked = connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: "low on disk".into(),
+            });
+            self.session.send(0, &AMQPClass::Connection(blocked));
+            self.sent_blocked = true;
+        }
+        if !now {
+            self.ctx.publish_while_blocked = false;
+            if self.sent_blocked {
+                let unblocked = connection::AMQPMethod::Unblocked(connection::Unblocked {});
+                self.session.send(0, &AMQPClass::Connection(unblocked));
+                self.sent_blocked = false;
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Class `queue`: declare, bind, unbind, purge, delete.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::AMQPClass;
+use amq_protocol::protocol::queue;
+use amq_protocol::types::FieldTable;
+use gw_core::{Access, BindingSpec, DeadLetterTarget, Destination, QueueSpec};
+
+use super::{check_exclusive, locked, random_suffix, reply_to};
+use crate::args::{check_equivalent, queue_args};
+use crate::channel::{Channel, Ctx};
+use crate::codec::short_text;
+use crate::error::{AmqpError, AmqpResult};
+use crate::properties::headers_from_table;
+use crate::session::Session;
+
+/// Dispatches a `queue` method.
+pub fn handle(ch: &mut Channel, ctx: &mut Ctx, m: queue::AMQPMethod) -> AmqpResult {
+    use queue::AMQPMethod as M;
+    let s = Arc::clone(&ctx.session);
+    match m {
+        M::Declare(d) => declare(ch, &s, d),
+        M::Bind(b) => {
+            let (queue, key) = shortcut(ch, b.queue.as_str(), b.routing_key.as_str())?;
+            let dest = Destination::Queue(queue);
+            binding(&s, true, b.exchange.as_str(), dest, key, &b.arguments)?;
+            if !b.nowait {
+                s.send(ch.id(), &AMQPClass::Queue(M::BindOk(queue::BindOk {})));
+            }
+            Ok(())
+        }
+        M::Unbind(u) => {
+            let (queue, key) = shortcut(ch, u.queue.as_str(), u.routing_key.as_str())?;
+            let dest = Destination::Queue(queue);
+            binding(&s, false, u.exchange.as_str(), dest, key, &u.arguments)?;
+            s.send(ch.id(), &AMQPClass::Queue(M::UnbindOk(queue::UnbindOk {})));
+            Ok(())
+        }
+        M::Purge(p) => {
+            let name = ch.queue_name(p.queue.as_str())?;
+            s.check(Access::Read, "queue", &name)?;
+            let resource = s.resource("queue", &name);
+            let q = s
+                .tenant
+                .queue(&name)
+                .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
+            check_exclusive(&q, s.conn_id, &resource)?;
+            let n = q.purge().map_err(|e| AmqpError::engine(e, s.vhost()))?;
+            if !p.nowait {
+                let ok = queue::PurgeOk {
+                    message_count: u32::try_from(n).unwrap_or(u32::MAX),
+                };
+                s.send(ch.id(), &AMQPClass::Queue(M::PurgeOk(ok)));
+            }
+            Ok(())
+        }
+        M::Delete(d) => {
+            let n = delete(ch, &s, &d)?;
+            if !d.nowait {
+                let ok = queue::DeleteOk {
+                    message_count: u32::try_from(n).unwrap_or(u32::MAX),
+                };
+                s.send(ch.id(), &AMQPClass::Queue(M::DeleteOk(ok)));
+            }
+            Ok(())
+        }
+        _ => Err(AmqpError::command_invalid("unimplemented method")),
+    }
+}
+
+/// RabbitMQ's shortcuts: an empty queue name is the last declared queue, and
+/// then an empty routing key is that queue's name too.
+fn shortcut(ch: &Channel, queue: &str, key: &str) -> AmqpResult<(String, String)> {
+    let name = ch.queue_name(queue)?;
+    let key = if queue.is_empty() && key.is_empty() {
+        name.clone()
+    } else {
+        key.to_owned()
+    };
+    Ok((name, key))
+}
+
+fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult {
+    let given = d.queue.as_str();
+    if reply_to::is_reply_queue(given) {
+        // All declares of the pseudo queues are passive (RabbitMQ): it exists
+        // while its requester consumes, with that one consumer.
+        s.tenant
+            .queue(given)
+            .map_err(|_| AmqpError::not_found(format!("no {}", s.resource("queue", given))))?;
+        return declare_ok(ch, s, given, 0, 1, d.nowait);
+    }
+    if d.passive {
+        let name = ch.queue_name(given)?;
+        s.check_any("queue", &name)?;
+        let resource = s.resource("queue", &name);
+        let q = s
+            .tenant
+            .queue(&name)
+            .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
+        check_exclusive(&q, s.conn_id, &resource)?;
+        let (messages, consumers) = (q.message_count(), q.consumer_count());
+        return declare_ok(ch, s, &name, messages, consumers, d.nowait);
+    }
+    let name = if given.is_empty() {
+        format!("amq.gen-{}", random_suffix())
+    } else if given.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "queue name '{given}' contains reserved prefix 'amq.*'"
+        )));
+    } else {
+        given.to_owned()
+    };
+    s.check(Access::Configure, "queue", &name)?;
+    let resource = s.resource("queue", &name);
+    let args = queue_args(&d.arguments, &resource)?;
+    // Exclusive queues die with their connection, so they are never durable.
+    let durable = d.durable && !d.exclusive;
+    let owner = d.exclusive.then_some(s.conn_id);
+    match s.tenant.queue(&name) {
+        Ok(q) => {
+            if q.exclusive_owner() != owner {
+                return Err(locked(&resource));
+            }
+            let field = |what: &str, want: bool, have: bool| {
+                if want == have {
+                    Ok(())
+                } else {
+                    Err(AmqpError::precondition(format!(
+                        "inequivalent arg '{what}' for {resource}: received '{want}' but current is '{have}'"
+                    )))
+                }
+            };
+            field("durable", durable, q.is_durable())?;
+            field("auto_delete", d.auto_delete, q.is_auto_delete())?;
+            check_equivalent(q.arguments(), &args.arguments, &resource)?;
+        }
+        Err(_) => {
+            if let Some(DeadLetterTarget::Exchange { exchange, .. }) = &args.settings.dead_letter {
+                s.check(Access::Read, "queue", &name)?;
+                s.check(Access::Write, "exchange", exchange)?;
+            }
+        }
+    }
+    let spec = QueueSpec {
+        durable,
+        exclusive_owner: owner,
+        auto_delete: d.auto_delete,
+        settings: args.settings,
+        arguments: args.arguments,
+        default_group: true,
+    };
+    let (q, created) = s
+        .tenant
+        .declare_queue(&name, spec)
+        .map_err(|e| AmqpError::engine(e, s.vhost()))?;
+    let (messages, consumers) = if created {
+        (0, 0)
+    } else {
+        (q.message_count(), q.consumer_count())
+    };
+    declare_ok(ch, s, &name, messages, consumers, d.nowait)
+}
+
+fn declare_ok(
+    ch: &mut Channel,
+    s: &Session,
+    name: &str,
+    messages: u64,
+    consumers: usize,
+    nowait: bool,
+) -> AmqpResult {
+    ch.last_queue = name.to_owned();
+    if !nowait {
+        let ok = queue::DeclareOk {
+            queue: short_text(name.to_owned()),
+            message_count: u32::try_from(messages).unwrap_or(u32::MAX),
+            consumer_count: u32::try_from(consumers).unwrap_or(u32::MAX),
+        };
+        s.send(ch.id(), &AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)));
+    }
+    Ok(())
+}
+
+fn delete(ch: &Channel, s: &Session, d: &queue::Delete) -> AmqpResult<u64> {
+    let name = ch.queue_name(d.queue.as_str())?;
+    s.check(Access::Configure, "queue", &name)?;
+    let resource = s.resource("queue", &name);
+    // Deleting what does not exist succeeds (RabbitMQ answers delete-ok 0).
+    let Ok(q) = s.tenant.queue(&name) else {
+        return Ok(0);
+    };
+    check_exclusive(&q, s.conn_id, &resource)?;
+    if d.if_unused && q.consumer_count() > 0 {
+        return Err(AmqpError::precondition(format!("{resource} in use")));
+    }
+    if d.if_empty && q.message_count() > 0 {
+        return Err(AmqpError::precondition(format!("{resource} not empty")));
+    }
+    match s.tenant.delete_queue(&name, d.if_unused, d.if_empty) {
+        Ok(n) => Ok(n),
+        Err(gw_core::Error::NotFound { .. }) => Ok(0),
+        Err(e) => Err(AmqpError::engine(e, s.vhost())),
+    }
+}
+
+/// Adds (`add`) or removes a binding from exchange `source` to `dest`, with
+/// RabbitMQ's checks: write on the destination, read on the source, neither
+/// the default exchange, both existing, the queue not another's exclusive one.
+pub fn binding(
+    s: &Session,
+    add: bool,
+    source: &str,
+    dest: Destination,
+    routing_key: String,
+    arguments: &FieldTable,
+) -> AmqpResult {
+    let (kind, dest_name) = match &dest {
+        Destination::Queue(q) => ("queue", q.as_str()),
+        Destination::Exchange(x) => ("exchange", x.as_str()),
+    };
+    if kind == "queue" && reply_to::is_reply_queue(dest_name) {
+        return Err(AmqpError::access_refused(
+            "cannot bind or unbind to a volatile (direct reply-to) queue",
+        ));
+    }
+    s.check(Access::Write, kind, dest_name)?;
+    if source.is_empty() || (kind == "exchange" && dest_name.is_empty()) {
+        return Err(AmqpError::access_refused(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    s.check(Access::Read, "exchange", source)?;
+    let dest_resource = s.resource(kind, dest_name);
+    match &dest {
+        Destination::Queue(q) => {
+            let q = s
+                .tenant
+                .queue(q)
+                .map_err(|_| AmqpError::not_found(format!("no {dest_resource}")))?;
+            check_exclusive(&q, s.conn_id, &dest_resource)?;
+        }
+        Destination::Exchange(x) => {
+            s.tenant
+                .exchange(x)
+                .map_err(|_| AmqpError::not_found(format!("no {dest_resource}")))?;
+        }
+    }
+    s.tenant
+        .exchange(source)
+        .map_err(|_| AmqpError::not_found(format!("no {}", s.resource("exchange", source))))?;
+    let spec = BindingSpec {
+        source: source.to_owned(),
+        destination: dest,
+        routing_key,
+        arguments: headers_from_table(arguments),
+    };
+    let res = if add {
+        s.tenant.bind(spec)
+    } else {
+        s.tenant.unbind(&spec)
+    };
+    res.map(drop).map_err(|e| AmqpError::engine(e, s.vhost()))
+}

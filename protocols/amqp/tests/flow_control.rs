@@ -1,0 +1,137 @@
+//! Backpressure (`connection.blocked`), `connection.update-secret` and the
+//! connection limit, over raw TCP.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use amq_protocol::protocol::{AMQPClass, basic, connection};
+use common::Gateway;
+use common::raw::{Login, Raw};
+use gw_amqp::Config;
+use gw_amqp::codec::Frame;
+use gw_core::QueueSpec;
+
+fn qos() -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+        prefetch_count: 1,
+        global: false,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_are_blocked_while_the_engine_is_under_pressure() {
+    let gw = Gateway::start_pressured(Config::default()).await;
+    let tenant = gw.engine.tenant("/").unwrap();
+    let (queue, _) = tenant
+        .declare_queue(
+            "q",
+            QueueSpec {
+                default_group: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut raw = Raw::open(gw.addr, &Login::default()).await;
+    raw.open_channel(1).await;
+    gw.pressure.as_ref().unwrap().send(true).unwrap();
+    match raw.frame().await {
+        Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(b)))) => {
+            assert_eq!(b.reason.as_str(), "low on disk");
+        }
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
+    // One publish gets through, then the server stops reading: the qos after
+    // a second publish is not answered while blocked.
+    raw.send(&Raw::publish_bytes(1, "", "q", b"one", 131_072))
+        .await;
+    raw.send(&Raw::publish_bytes(1, "", "q", b"two", 131_072))
+        .await;
+    raw.method(1, qos()).await;
+    let answered = tokio::time::timeout(Duration::from_millis(300), raw.frame()).await;
+    assert!(answered.is_err(), "answered while blocked: {answered:?}");
+    assert_eq!(queue.message_count(), 1);
+    gw.pressure.as_ref().unwrap().send(false).unwrap();
+    assert!(matches!(
+        raw.frame().await,
+        Some(Frame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Unblocked(_))
+        ))
+    ));
+    assert!(matches!(
+        raw.frame().await,
+        Some(Frame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(_))
+        ))
+    ));
+    assert_eq!(queue.message_count(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_secret_rechecks_the_credentials() {
+    let gw = Gateway::start().await;
+    let mut raw = Raw::open(gw.addr, &Login::default()).await;
+    let update = |secret: &str| {
+        AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
+            connection::UpdateSecret {
+                new_secret: secret.into(),
+                reason: "token refresh".into(),
+            },
+        ))
+    };
+    raw.method(0, update("guest")).await;
+    assert!(matches!(
+        raw.frame().await,
+        Some(Frame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(_))
+        ))
+    ));
+    raw.method(0, update("not the password")).await;
+    let close = raw.connection_close().await;
+    assert_eq!(close.reply_code, 530);
+    assert_eq!(
+        close.reply_text.as_str(),
+        "NOT_ALLOWED - New secret was refused by one of the backends"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    let gw = Gateway::start_with(Config {
+        max_connections: 2,
+        ..Config::default()
+    })
+    .await;
+    let _a = Raw::open(gw.addr, &Login::default()).await;
+    let _b = Raw::open(gw.addr, &Login::default()).await;
+    let (mut c, tune) = Raw::login(gw.addr, &Login::default()).await;
+    let tune = tune.unwrap();
+    c.tune_ok(tune.channel_max, tune.frame_max, 0).await;
+    c.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: "/".into(),
+        })),
+    )
+    .await;
+    let close = c.connection_close().await;
+    assert_eq!(
+        (close.reply_code, close.reply_text.as_str()),
+        (
+            530,
+            "NOT_ALLOWED - connection refused: node connection limit (2) is reached"
+        )
+    );
+    // Once one leaves, a new one gets in.
+    drop(_a);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _d = Raw::open(gw.addr, &Login::default()).await;
+    gw.stop().await;
+}
