@@ -366,6 +366,13 @@ impl Engine {
         self.inner.services.store.wait(ticket).await
     }
 
+    /// A ticket covering every change made so far (declarations, group
+    /// creation and rewinds included): wait for it before answering a client
+    /// that expects the change to survive a crash.
+    pub fn barrier(&self) -> Ticket {
+        self.inner.services.store.submit(Op::Barrier, true)
+    }
+
     /// True when writes are piling up faster than the disk takes them; adapters
     /// should stop reading from publishers until it clears.
     pub fn under_pressure(&self) -> bool {

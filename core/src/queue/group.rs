@@ -302,6 +302,13 @@ struct Waiter {
     notify: Arc<Notify>,
 }
 
+impl Waiter {
+    /// A pull's waiter is alive while the pull holds its `Notify` too.
+    fn is_alive(&self) -> bool {
+        self.consumer != 0 || Arc::strong_count(&self.notify) > 1
+    }
+}
+
 /// What the group knew before a restart about messages below `hw`.
 struct Recovered {
     settled: VecDeque<(u64, u64)>,
@@ -1018,15 +1025,15 @@ impl Group {
                 None => return,
             }
         }
+        // Pulls that gave up leave dead entries behind: sweep them now and
+        // then (amortized O(1) per registration).
+        if self.waiters.len() >= 64 && self.waiters.len().is_power_of_two() {
+            self.waiters.retain(Waiter::is_alive);
+        }
         self.waiters.push_back(Waiter {
             consumer,
             notify: Arc::clone(notify),
         });
-    }
-
-    /// Takes a pull's waiter off the list (it timed out).
-    pub fn unregister_waiter(&mut self, notify: &Arc<Notify>) {
-        self.waiters.retain(|w| !Arc::ptr_eq(&w.notify, notify));
     }
 
     pub fn set_credit_blocked(&mut self, consumer: u32) {
@@ -1059,6 +1066,9 @@ impl Group {
             let Some(w) = self.waiters.pop_front() else {
                 break;
             };
+            if !w.is_alive() {
+                continue;
+            }
             if w.consumer != 0 {
                 match self.consumer_mut(w.consumer) {
                     Some(c) => c.registered = false,

@@ -976,31 +976,24 @@ impl Queue {
         wait: Duration,
     ) -> Result<Vec<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let notify = Arc::new(Notify::new());
         let mut out = Vec::new();
         loop {
+            // A fresh waiter per round: one the group still holds after this
+            // future is gone (client left, round over) is dead, and `wake`
+            // skips it (it is only alive while this side holds its Arc too).
+            let notify = Arc::new(Notify::new());
             let more = self.pull_into(group, req, &mut out, Some(&notify))?;
             if !out.is_empty() {
-                self.forget_waiter(group, &notify);
                 return Ok(out);
             }
             if more {
                 continue;
             }
-            if tokio::time::timeout_at(deadline, notify.notified())
-                .await
-                .is_err()
-            {
-                self.forget_waiter(group, &notify);
+            if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
+                // A wake-up may have raced the deadline: look once more.
+                self.pull_into(group, req, &mut out, None)?;
                 return Ok(out);
             }
-        }
-    }
-
-    fn forget_waiter(&self, group: &str, notify: &Arc<Notify>) {
-        let mut st = self.state.lock();
-        if let Ok(i) = st.group_index(group) {
-            st.groups[i].unregister_waiter(notify);
         }
     }
 
@@ -1034,7 +1027,6 @@ impl Queue {
             && !taken.more
             && let Some(n) = waiter
         {
-            g.unregister_waiter(n);
             g.register_waiter(0, n);
         }
         let deadline = g.next_deadline();

@@ -51,6 +51,9 @@ pub(crate) enum Op {
         due: u64,
         id: u64,
     },
+    /// Writes nothing; its ticket is durable once everything before it is
+    /// (queue snapshots marked dirty before it included).
+    Barrier,
 }
 
 impl Op {
@@ -253,6 +256,7 @@ fn apply(store: &Store, ops: &mut Vec<Op>) -> Result<(), fjall::Error> {
                 };
                 batch.insert(&store.delayed, keys::delay_key(due, id), encode(&rec));
             }
+            Op::Barrier => {}
             Op::DelDelayed { due, id } => batch.remove(&store.delayed, keys::delay_key(due, id)),
         }
     }

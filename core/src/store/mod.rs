@@ -136,6 +136,13 @@ fn fjall_err(context: impl Into<String>) -> impl FnOnce(fjall::Error) -> StoreEr
 impl Store {
     /// Opens (or creates) the store in `dir` and starts the committer thread.
     pub fn open(dir: &Path, policy: SyncPolicy, cache_bytes: u64) -> Result<Arc<Store>> {
+        if dir.as_os_str().is_empty() {
+            return Err(StoreError::Io {
+                context: "opening the data directory".into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path is empty"),
+            }
+            .into());
+        }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             context: format!("creating data directory {}", dir.display()),
             source,

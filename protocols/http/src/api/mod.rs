@@ -1,0 +1,55 @@
+//! The DMS queue API v1.0, path for path and field for field, with the
+//! tenant in place of DMS's project id (`%2F` for a `/` in it, as in
+//! RabbitMQ's API), plus our extensions (message groups, rewind, lookup).
+//!
+//! - `queues.rs`: create, list, show, delete queues; `groups.rs`: consumer groups and rewind;
+//! - `send.rs` and `body.rs`: sending, and the JSON ↔ [`gw_core::Message`] mapping;
+//! - `consume.rs`, `ack.rs` and `handler.rs`: long-poll consumption, acks, dead letters;
+//! - `lookup.rs`: where a message is; `quotas.rs`: the tenant's limits and use;
+//! - `resolve.rs`: tenant, queue (`q-<id>` or name) and group lookup with permissions.
+
+mod ack;
+pub mod body;
+mod consume;
+mod groups;
+pub mod handler;
+pub mod lookup;
+mod queue_spec;
+mod queues;
+mod quotas;
+mod resolve;
+mod send;
+
+use axum::middleware::from_fn_with_state;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+pub use resolve::queue_id;
+
+/// The DMS routes, behind HTTP Basic authentication.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(queues::create_queue, queues::list_queues))
+        .routes(routes!(queues::show_queue, queues::delete_queue))
+        .routes(routes!(groups::create_groups, groups::list_groups))
+        .routes(routes!(groups::delete_group))
+        .routes(routes!(groups::rewind))
+        .routes(routes!(send::send_messages))
+        .routes(routes!(lookup::lookup_message))
+        .routes(routes!(consume::consume))
+        .routes(routes!(ack::ack))
+        .routes(routes!(consume::consume_dead_letters))
+        .routes(routes!(ack::ack_dead_letters))
+        .routes(routes!(quotas::quotas))
+        .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+}
+
+/// Waits until everything submitted so far (a queue or group declaration,
+/// whose records the engine writes at its next commit) is on disk, so an
+/// answer never promises what a crash could take back.
+pub(crate) async fn barrier(engine: &gw_core::Engine) -> crate::error::ApiResult<()> {
+    engine.wait_durable(engine.barrier()).await?;
+    Ok(())
+}
