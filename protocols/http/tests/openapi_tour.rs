@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use gw_core::Message;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,6 +95,13 @@ async fn every_documented_operation_answers_as_documented() {
     .expect(201);
     api.get("/api/permissions").await.expect(200);
     api.get("/api/permissions/tour/u").await.expect(200);
+    // Publishing needs write permission on the tenant, administrators included (as in RabbitMQ).
+    api.put(
+        "/api/permissions/tour/guest",
+        json!({"configure": "", "write": ".*", "read": ""}),
+    )
+    .await
+    .expect(201);
     api.put(
         "/api/exchanges/tour/x",
         json!({"type": "direct", "arguments": {"k": 1}}),
@@ -113,11 +119,28 @@ async fn every_documented_operation_answers_as_documented() {
     let b = json!({"source": "x", "destination": "mq", "destination_type": "queue", "routing_key": "k"});
     api.post("/api/bindings/tour", b.clone()).await.expect(201);
     api.get("/api/bindings/tour").await.expect(200);
-    let tenant = gw.engine.tenant("tour").unwrap();
-    let mut m = Message::new("x");
-    m.exchange = "x".into();
-    m.routing_key = "k".into();
-    tenant.publish(m).unwrap();
+    let p = api
+        .post(
+            "/api/exchanges/tour/x/publish",
+            json!({"routing_key": "k", "payload": "x", "properties": {"headers": {"h": 1}, "delivery_mode": 1}}),
+        )
+        .await;
+    p.expect(200);
+    assert_eq!(p.json["routed"], true);
+    let p = api
+        .post(
+            "/api/exchanges/tour/x/publish",
+            json!({"routing_key": "nowhere", "payload": "eA==", "payload_encoding": "base64"}),
+        )
+        .await;
+    p.expect(200);
+    assert_eq!(p.json["routed"], false);
+    api.post(
+        "/api/exchanges/tour/x/publish",
+        json!({"payload": "x", "payload_encoding": "hex"}),
+    )
+    .await
+    .expect(400);
     api.get("/api/queues").await.expect(200);
     api.get("/api/queues/tour").await.expect(200);
     api.get("/api/queues/tour/mq").await.expect(200);
@@ -168,7 +191,7 @@ async fn every_documented_operation_answers_as_documented() {
     );
     assert_eq!(
         documented.len(),
-        49,
+        50,
         "operations documented: {documented:?}"
     );
     gw.stop().await;

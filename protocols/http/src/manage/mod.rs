@@ -6,6 +6,7 @@
 mod connections;
 mod exchanges;
 mod overview;
+mod publish;
 mod queues;
 mod tenants;
 mod users;
@@ -45,6 +46,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
             exchanges::put_exchange,
             exchanges::delete_exchange
         ))
+        .routes(routes!(publish::publish))
         .routes(routes!(
             exchanges::list_bindings,
             exchanges::bind,
