@@ -206,6 +206,9 @@ pub(crate) struct Users {
     users: RwLock<HashMap<String, Arc<UserRecord>>>,
     /// user → SHA-256 of the password last verified against its hash.
     verified: RwLock<HashMap<String, [u8; 32]>>,
+    /// Compiled permissions, shared by every connection of a user (compiling
+    /// the regexes per login costs tens of KiB and microseconds).
+    principals: RwLock<HashMap<String, Principal>>,
 }
 
 impl Users {
@@ -242,11 +245,13 @@ impl Users {
 
     pub fn put(&self, rec: UserRecord) {
         self.verified.write().remove(&rec.name);
+        self.principals.write().remove(&rec.name);
         self.users.write().insert(rec.name.clone(), Arc::new(rec));
     }
 
     pub fn remove(&self, name: &str) -> bool {
         self.verified.write().remove(name);
+        self.principals.write().remove(name);
         self.users.write().remove(name).is_some()
     }
 
@@ -273,7 +278,16 @@ impl Users {
                 .map_err(|_| fail())?;
             self.verified.write().insert(name.to_owned(), digest);
         }
-        Principal::from_record(&rec)
+        self.compiled(&rec)
+    }
+
+    fn compiled(&self, rec: &UserRecord) -> Result<Principal> {
+        if let Some(p) = self.principals.read().get(&rec.name) {
+            return Ok(p.clone());
+        }
+        let p = Principal::from_record(rec)?;
+        self.principals.write().insert(rec.name.clone(), p.clone());
+        Ok(p)
     }
 
     /// The principal of a user without a password check (anonymous logins the
@@ -282,7 +296,7 @@ impl Users {
         let rec = self
             .get(name)
             .ok_or_else(|| Error::not_found("user", name))?;
-        Principal::from_record(&rec)
+        self.compiled(&rec)
     }
 }
 

@@ -32,6 +32,8 @@ use crate::store::{KeyBuf, Ks, Op, Store, SyncPolicy, Ticket, kind};
 use crate::tenant::{PublishReceipt, QueueSpec, Tenant, TenantInner};
 use crate::timers::Timers;
 
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Ids are reserved on disk in blocks of this many, so restarts never reuse one.
 const ID_BLOCK: u64 = 1 << 20;
 /// Above this many bytes waiting for the committer, adapters should slow publishers.
@@ -126,6 +128,8 @@ pub(crate) struct EngineInner {
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
     connections: Arc<Connections>,
+    /// Distinguishes engines opened in one process (tests open many).
+    id: u64,
 }
 
 /// The message engine. Cheap to clone; every clone is the same engine.
@@ -170,6 +174,7 @@ impl Engine {
             timer_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
             connections: Arc::new(Connections::default()),
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
         });
         let _ = services.engine.set(Arc::downgrade(&inner));
         if let Err(e) = inner.recover() {
@@ -215,6 +220,12 @@ impl Engine {
         }
         e.services.store.submit_all(ops, true);
         e.services.store.close();
+    }
+
+    /// An id unique to this engine among those opened by the process (adapters
+    /// keep per-engine registries keyed by it).
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// A tenant by name.

@@ -772,6 +772,7 @@ impl Queue {
         slot.priority = spec.priority;
         slot.exclusive = spec.exclusive;
         let g = &mut st.groups[i];
+        g.consumers.reserve_exact(1);
         g.consumers.push(slot);
         let group_id = g.id;
         drop(st);
@@ -989,7 +990,10 @@ impl Queue {
             if more {
                 continue;
             }
-            if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, notify.notified())
+                .await
+                .is_err()
+            {
                 // A wake-up may have raced the deadline: look once more.
                 self.pull_into(group, req, &mut out, None)?;
                 return Ok(out);

@@ -175,7 +175,11 @@ impl BindingTable {
         target: Target,
     ) -> Result<()> {
         match kind {
-            ExchangeKind::Direct => self.direct.entry(key.into()).or_default().push(target),
+            ExchangeKind::Direct => {
+                let v = self.direct.entry(key.into()).or_default();
+                v.reserve_exact(1);
+                v.push(target);
+            }
             ExchangeKind::Fanout => self.fanout.push(target),
             ExchangeKind::Topic => {
                 self.topic
@@ -247,10 +251,9 @@ impl Exchange {
             return Ok(false);
         }
         t.route_add(self.spec.kind, &spec.routing_key, &spec.arguments, target)?;
-        t.by_destination
-            .entry(spec.destination)
-            .or_default()
-            .push((spec.routing_key.into(), spec.arguments));
+        let list = t.by_destination.entry(spec.destination).or_default();
+        list.reserve_exact(1);
+        list.push((spec.routing_key.into(), spec.arguments));
         t.count += 1;
         Ok(true)
     }

@@ -85,6 +85,8 @@ impl<T> Children<T> {
                 let i = match v.iter().position(|(k, _)| &**k == w) {
                     Some(i) => i,
                     None => {
+                        // Exact growth: most nodes keep one or two children forever.
+                        v.reserve_exact(1);
                         v.push((w.into(), Node::default()));
                         v.len() - 1
                     }
@@ -137,6 +139,7 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
         if node.values.contains(&value) {
             return false;
         }
+        node.values.reserve_exact(1);
         node.values.push(value);
         self.len += 1;
         true

@@ -30,8 +30,10 @@
 //! binary values, arrays, tables and anything with U+0000 or over 65535 bytes
 //! are left out, as MQTT strings cannot carry them.
 //!
-//! The retain flag is not part of the message: retained messages and
-//! subscribers' Retain As Published are the connection's business.
+//! What only MQTT subscribers need travels in headers set by
+//! [`mark_mqtt_headers`] and never sent out as User Properties: the QoS when it
+//! is 2, the RETAIN flag (for Retain As Published) and, while the publisher's
+//! session has a No Local subscription, the publishing client id.
 
 use bytes::Bytes;
 use gw_core::{HeaderValue, Headers, Message, UnixMillis};
@@ -51,6 +53,23 @@ pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
 pub const DELAY_HEADER: &str = "x-delay";
 /// User Property / header with comma-separated tags.
 pub const TAGS_HEADER: &str = "x-tags";
+/// Header with the QoS a message was published with, set only for QoS 2
+/// (QoS 0 and 1 are told apart by the delivery mode). The name is RabbitMQ's.
+pub const QOS_HEADER: &str = "x-mqtt-publish-qos";
+/// Header set (to `true`) on messages published with the RETAIN flag, for
+/// subscribers asking for Retain As Published.
+pub const RETAIN_HEADER: &str = "x-mqtt-retain";
+/// Header naming the publishing client, set only while the publisher's own
+/// session has a No Local subscription (the only session that checks it).
+pub const PUBLISHER_HEADER: &str = "x-mqtt-publisher";
+
+/// Headers the adapter keeps for itself: never sent out as User Properties.
+const INTERNAL_HEADERS: [&str; 4] = [
+    PAYLOAD_FORMAT_HEADER,
+    QOS_HEADER,
+    RETAIN_HEADER,
+    PUBLISHER_HEADER,
+];
 
 /// A PUBLISH that cannot become a message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -131,6 +150,46 @@ pub fn message_from_v5_publish(
     Ok(message)
 }
 
+/// Marks a message with what only MQTT subscribers need: the QoS when it is 2
+/// ([`QOS_HEADER`]), the RETAIN flag ([`RETAIN_HEADER`]) and, for No Local,
+/// the publishing client ([`PUBLISHER_HEADER`]). QoS 0 and 1 without retain
+/// add nothing, so the common publish carries no extra header.
+pub fn mark_mqtt_headers(message: &mut Message, qos: u8, retain: bool, publisher: Option<&str>) {
+    if qos == 2 {
+        message.headers.push(QOS_HEADER, HeaderValue::U8(2));
+    }
+    if retain {
+        message.headers.push(RETAIN_HEADER, HeaderValue::Bool(true));
+    }
+    if let Some(client) = publisher {
+        message
+            .headers
+            .push(PUBLISHER_HEADER, HeaderValue::string(client));
+    }
+}
+
+/// The QoS a message was published with: [`QOS_HEADER`] when set, else 1 for
+/// persistent messages and 0 for the others (RabbitMQ's rule for AMQP messages).
+pub fn published_qos(message: &Message) -> u8 {
+    match message.header(QOS_HEADER).and_then(HeaderValue::as_i64) {
+        Some(q @ 0..=2) => q as u8,
+        _ => u8::from(message.is_persistent()),
+    }
+}
+
+/// Whether the message was published with RETAIN set.
+pub fn published_retained(message: &Message) -> bool {
+    matches!(message.header(RETAIN_HEADER), Some(HeaderValue::Bool(true)))
+}
+
+/// Whether `client` published the message (for No Local).
+pub fn published_by(message: &Message, client: &str) -> bool {
+    message
+        .header(PUBLISHER_HEADER)
+        .and_then(HeaderValue::as_str)
+        == Some(client)
+}
+
 /// A message as an MQTT 3.1.1 PUBLISH (packet id 0: the connection assigns one).
 pub fn v4_publish_from_message(
     message: &Message,
@@ -157,6 +216,20 @@ pub fn v5_publish_from_message(
     retain: bool,
     elapsed_ms: u64,
 ) -> v5::Publish {
+    v5::Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: Bytes::copy_from_slice(topic.as_bytes()),
+        pkid: 0,
+        payload: message.body.clone(),
+        properties: v5_publish_properties(message, elapsed_ms),
+    }
+}
+
+/// The MQTT 5 PUBLISH properties of a message (see [`v5_publish_from_message`]);
+/// `None` when it has none.
+pub fn v5_publish_properties(message: &Message, elapsed_ms: u64) -> Option<v5::PublishProperties> {
     let p = &message.properties;
     let props = v5::PublishProperties {
         payload_format_indicator: message
@@ -181,23 +254,14 @@ pub fn v5_publish_from_message(
         subscription_identifiers: Vec::new(),
         content_type: p.content_type.clone().filter(|s| mqtt_string(s)),
     };
-    let properties = (props != v5::PublishProperties::default()).then_some(props);
-    v5::Publish {
-        dup: false,
-        qos,
-        retain,
-        topic: Bytes::copy_from_slice(topic.as_bytes()),
-        pkid: 0,
-        payload: message.body.clone(),
-        properties,
-    }
+    (props != v5::PublishProperties::default()).then_some(props)
 }
 
 /// Headers as User Properties, in order, rendered as the module doc describes.
 pub fn user_properties(headers: &Headers) -> Vec<(String, String)> {
     headers
         .iter()
-        .filter(|(name, _)| *name != PAYLOAD_FORMAT_HEADER && mqtt_string(name))
+        .filter(|(name, _)| !INTERNAL_HEADERS.contains(name) && mqtt_string(name))
         .filter_map(|(name, value)| Some((name.to_owned(), header_text(value)?)))
         .collect()
 }

@@ -21,6 +21,7 @@
 
 mod encode;
 mod error;
+mod out;
 mod validate;
 mod wire;
 
@@ -32,6 +33,7 @@ use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 
 pub use error::{CodecError, StringFault, reason};
+pub use out::{AckKind, OutPublish, write_ack, write_pingresp, write_publish};
 use validate::Checked;
 use wire::VarInt;
 

@@ -1,0 +1,89 @@
+//! The socket and its read buffer: sized small while quiet, large while busy.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Read buffer growth: from READ_SMALL, ×4 each time a read fills all the
+/// room there was, up to READ_LARGE; back to small after a read that does not.
+const READ_SMALL: usize = 64;
+const READ_LARGE: usize = 16 * 1024;
+
+/// The socket and its read buffer.
+pub(super) struct Io<S> {
+    pub stream: S,
+    pub rbuf: BytesMut,
+    /// How much room the next read gets.
+    pub chunk: usize,
+    pub needs_flush: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    pub fn new(stream: S) -> Self {
+        Io {
+            stream,
+            rbuf: BytesMut::new(),
+            chunk: READ_SMALL,
+            needs_flush: false,
+        }
+    }
+
+    fn reserve(&mut self) {
+        if self.rbuf.capacity() == self.rbuf.len() {
+            self.rbuf.reserve(self.chunk);
+        }
+    }
+
+    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        self.reserve();
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let r = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.chunk = if n >= spare && n > 0 {
+                (self.chunk * 4).min(READ_LARGE)
+            } else {
+                READ_SMALL
+            };
+        }
+        r
+    }
+
+    /// After the buffered packets were handled: a buffer grown by one large
+    /// read is given back at once unless reads keep filling it (then it is
+    /// reused, and given back when the connection goes quiet).
+    pub fn release_read_buffer(&mut self) {
+        if self.rbuf.is_empty() && self.chunk == READ_SMALL && self.rbuf.capacity() > 4 * READ_SMALL
+        {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    /// Writes all of `out` (and flushes), giving up after `limit`.
+    pub async fn write_out(&mut self, out: &mut BytesMut, limit: Duration) {
+        let write = async {
+            while !out.is_empty() {
+                match self.stream.write(out).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => out.advance(n),
+                }
+            }
+            let _ = self.stream.flush().await;
+        };
+        let _ = tokio::time::timeout(limit, write).await;
+    }
+
+    /// A quiet connection gives back its read buffer.
+    pub fn shrink_idle(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > READ_SMALL {
+            self.rbuf = BytesMut::new();
+            self.chunk = READ_SMALL;
+        }
+    }
+}

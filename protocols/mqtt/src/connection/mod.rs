@@ -1,0 +1,277 @@
+//! One MQTT connection over any byte stream (TCP, or WebSocket once the HTTP
+//! door has upgraded it): the read and write buffers, the CONNECT handshake,
+//! keep alive, and the single task loop that waits on the socket, the
+//! engine's consumers, the store and the timers at once.
+//!
+//! Writes are batched: handlers and deliveries append to the client's `out`
+//! buffer, which is written whenever the socket takes it. Reading stops while
+//! the engine is under pressure, while too many replies wait for the store or
+//! while the client does not read what we send, so a slow peer slows itself.
+//! Buffers start small and shrink back when the connection goes quiet, so an
+//! idle connection costs little memory.
+
+mod io;
+mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use gw_core::{ConnectionGuard, ConnectionInfo, Engine, now_millis};
+use rumqttc::mqttbytes::v4;
+use rumqttc::v5::mqttbytes::v5;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::codec::{self, CodecError, Packet, ProtocolVersion};
+use crate::config::Config;
+use crate::handlers::connect::{self, Handshake};
+use crate::handlers::disconnect::End;
+use crate::registry::{CloseReason, ConnSignal, Registry};
+use io::Io;
+use session::serve;
+
+/// Largest CONNECT accepted (before the client is authenticated).
+const CONNECT_MAX: usize = 256 * 1024;
+/// How long the final writes (DISCONNECT, pending acks) may take.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Serves one connection until it ends; see [`crate::serve_stream`].
+///
+/// Not an `async fn`: the set-up is done here, so the future (the task's
+/// state for the connection's whole life) holds one [`Conn`] and not also
+/// the parameters it was made from.
+pub fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    engine: Engine,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let registry = Registry::for_engine(&engine);
+    let slot = registry.add_connection(config.max_connections);
+    let conn_id = engine.next_connection_id();
+    let signal = Arc::new(ConnSignal::default());
+    let closer_signal = Arc::clone(&signal);
+    let guard = engine.register_connection(
+        ConnectionInfo {
+            id: conn_id,
+            protocol: "mqtt",
+            peer: peer.to_string(),
+            user: String::new(),
+            tenant: String::new(),
+            client: String::new(),
+            connected_at: now_millis(),
+        },
+        Arc::new(move |_reason: &str| closer_signal.close(CloseReason::Administrative)),
+    );
+    let span = tracing::debug_span!("mqtt", conn = conn_id, %peer);
+    let conn = Conn {
+        io: Io::new(stream),
+        hs: Handshake {
+            engine,
+            registry,
+            config,
+            peer,
+            conn_id,
+            signal,
+            over_limit: slot.is_none(),
+        },
+        guard,
+        _slot: slot,
+        shutdown,
+    };
+    conn.serve().instrument(span)
+}
+
+/// One connection's parts.
+struct Conn<S> {
+    io: Io<S>,
+    hs: Handshake,
+    guard: ConnectionGuard,
+    /// Counts against `max_connections` until the connection ends.
+    _slot: Option<crate::registry::ConnectionSlot>,
+    shutdown: CancellationToken,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn serve(mut self) {
+        // Each phase is a boxed future: the task's own state, kept for the
+        // whole connection, is then only `self` and these few locals.
+        let io = &mut self.io;
+        let hs = &self.hs;
+        let shutdown = &self.shutdown;
+        if let Some(mut client) = Box::pin(handshake(io, hs, shutdown)).await {
+            self.guard.update(|i| {
+                i.user = client.principal.user().to_owned();
+                i.tenant = client.tenant.name().to_owned();
+                i.client = client.client_id().to_owned();
+            });
+            let end = Box::pin(serve(io, &mut client, shutdown, &hs.signal)).await;
+            Box::pin(close(io, client, end)).await;
+        }
+        // Last: whoever waits to take this client id over may go on now.
+        let signal = Arc::clone(&self.hs.signal);
+        drop(self);
+        signal.finish();
+    }
+}
+
+/// Reads the CONNECT and answers it; `None` when the connection is refused
+/// (the refusal has been sent) or went away.
+async fn handshake<S>(
+    io: &mut Io<S>,
+    hs: &Handshake,
+    shutdown: &CancellationToken,
+) -> Option<Box<Client>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let reply = match read_connect(io, hs, shutdown).await {
+        Ok(packet) => match connect::accept(packet, hs).await {
+            Ok(client) => return Some(client),
+            Err(refusal) => Some(refusal),
+        },
+        Err(reply) => reply,
+    };
+    if let Some(reply) = reply {
+        let mut out = BytesMut::new();
+        if reply.write(&mut out, None).is_ok() {
+            io.write_out(&mut out, CLOSE_FLUSH).await;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.shutdown()).await;
+    None
+}
+
+/// Ends a connection: MQTT 5 gets a DISCONNECT saying why (when the server
+/// ends it), what is buffered is flushed, the socket closed, and the session
+/// parked or ended.
+async fn close<S>(io: &mut Io<S>, mut client: Box<Client>, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let End::Gone(Some(e)) = &end {
+        tracing::debug!(cause = %e, "connection lost");
+    }
+    if client.version == ProtocolVersion::V5
+        && let Some(code) = end.disconnect_code()
+    {
+        let reason = v5::DisconnectReasonCode::try_from(code)
+            .unwrap_or(v5::DisconnectReasonCode::UnspecifiedError);
+        let text = match &end {
+            End::Error(e) => client.text(|| e.to_string()),
+            _ => None,
+        };
+        let packet = Packet::V5(v5::Packet::Disconnect(v5::Disconnect {
+            reason_code: reason,
+            properties: text.map(|t| v5::DisconnectProperties {
+                session_expiry_interval: None,
+                reason_string: Some(t),
+                user_properties: Vec::new(),
+                server_reference: None,
+            }),
+        }));
+        let max = client.client_max_packet;
+        if packet.write(&mut client.out, max).is_err() {
+            // Too large with its reason string for this client: send it bare.
+            let bare = Packet::V5(v5::Packet::Disconnect(v5::Disconnect::new(reason)));
+            let _ = bare.write(&mut client.out, max);
+        }
+    }
+    if !matches!(end, End::Gone(_)) {
+        io.write_out(&mut client.out, CLOSE_FLUSH).await;
+        let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.shutdown()).await;
+    }
+    client.finish(&end);
+}
+
+/// Reads the first packet, which must be a CONNECT. `Err` carries the reply
+/// to send before closing, when the protocol has one.
+async fn read_connect<S>(
+    io: &mut Io<S>,
+    hs: &Handshake,
+    shutdown: &CancellationToken,
+) -> Result<Packet, Option<Packet>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_millis(hs.config.connect_timeout_ms);
+    let max = CONNECT_MAX.min(hs.config.max_packet());
+    loop {
+        match codec::peek_connect(&io.rbuf) {
+            Err(e) => return Err(refusal(e, None)),
+            Ok(Some(version)) => match Packet::read(&mut io.rbuf, version, max) {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => {}
+                Err(e) => return Err(refusal(e, Some(version))),
+            },
+            Ok(None) => {}
+        }
+        tokio::select! {
+            r = io.read_more() => match r {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("no CONNECT in time");
+                return Err(None);
+            }
+            _ = shutdown.cancelled() => return Err(None),
+            _ = hs.signal.closed() => return Err(None),
+        }
+    }
+}
+
+/// The CONNACK (if any) answering a CONNECT the codec refused.
+fn refusal(e: CodecError, version: Option<ProtocolVersion>) -> Option<Packet> {
+    tracing::debug!(cause = %e, "bad CONNECT");
+    if let Some(p) = e.refusal_connack() {
+        return Some(p);
+    }
+    match version? {
+        ProtocolVersion::V5 => Some(connect::refusal(
+            ProtocolVersion::V5,
+            e.v5_reason_code(),
+            Some(e.to_string()),
+        )),
+        ProtocolVersion::V311 => e
+            .v4_connack_code()
+            .map(|c| Packet::V4(v4::Packet::ConnAck(v4::ConnAck::new(c, false)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What every idle connection keeps: the task's future and the client.
+    /// Bounds with some headroom; raising them costs memory per connection.
+    #[test]
+    fn per_connection_state_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = gw_core::Engine::open(gw_core::EngineConfig::new(dir.path())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, _b) = tokio::io::duplex(10);
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let config = std::sync::Arc::new(crate::Config::default());
+            let task = super::run(a, peer, engine.clone(), config, shutdown);
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 512, "connection task state: {size} bytes");
+            let client = std::mem::size_of::<crate::client::Client>();
+            assert!(client <= 640, "client state: {client} bytes");
+        });
+        engine.close();
+    }
+}

@@ -1,0 +1,282 @@
+//! The connected client's loop: handle input, move deliveries out, then wait
+//! for the first of the socket, a consumer, the store, the keep-alive timer,
+//! shutdown or a close request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Buf;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::io::Io;
+use crate::client::Client;
+use crate::codec::Packet;
+use crate::delivery::OUT_HIGH_WATER;
+use crate::error::MqttError;
+use crate::handlers::Flow;
+use crate::handlers::disconnect::End;
+use crate::registry::{CloseReason, ConnSignal};
+
+/// Stop reading while this many replies wait for the store.
+const MAX_WAITING_REPLIES: usize = 4096;
+/// Quiet this long, a connection gives back the buffers it grew.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// While the engine is under pressure, look again this often.
+const PRESSURE_RECHECK: Duration = Duration::from_millis(20);
+
+/// What woke the connection's task.
+enum Event {
+    Input,
+    Eof,
+    Failed(std::io::Error),
+    Wrote,
+    Deliverable,
+    Durable(gw_core::Result<()>),
+    Timer,
+    Shutdown,
+    Signal,
+}
+
+/// The connected client's loop: handle input, move deliveries out, wait.
+pub(super) async fn serve<S>(
+    io: &mut Io<S>,
+    client: &mut Client,
+    shutdown: &CancellationToken,
+    signal: &ConnSignal,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // [MQTT-3.1.2-24]: one and a half times the keep alive.
+    let keep_alive =
+        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    let far = Duration::from_secs(86_400);
+    let mut last_packet = Instant::now();
+    // Buffers grown under load are given back once the connection has been
+    // quiet for QUIET_AFTER (not after every burst: that would reallocate
+    // them all the time). The one timer serves this, keep alive and the
+    // pressure re-check.
+    let mut last_activity = last_packet;
+    let mut shrunk = false;
+    let timer = tokio::time::sleep(QUIET_AFTER);
+    tokio::pin!(timer);
+    let shut = shutdown.cancelled();
+    tokio::pin!(shut);
+    let closed = signal.closed();
+    tokio::pin!(closed);
+    loop {
+        match process_input(io, client, &mut last_packet) {
+            Ok(None) => {}
+            Ok(Some(end)) => return end,
+            Err(e) => return End::Error(e),
+        }
+        io.release_read_buffer();
+        client.flush_acks();
+        client.start_durable_wait();
+        if let Err(e) = client.pump() {
+            return End::Error(e);
+        }
+        let paused = client.engine.under_pressure();
+        let reading = !paused
+            && client.out.len() < OUT_HIGH_WATER
+            && client.replies.len() < MAX_WAITING_REPLIES;
+        if paused {
+            timer.as_mut().reset(Instant::now() + PRESSURE_RECHECK);
+        }
+        let event = wait(
+            io,
+            client,
+            reading,
+            timer.as_mut(),
+            shut.as_mut(),
+            closed.as_mut(),
+        )
+        .await;
+        if !matches!(event, Event::Timer) {
+            last_activity = Instant::now();
+            if shrunk {
+                shrunk = false;
+                if timer.deadline() > last_activity + QUIET_AFTER {
+                    timer.as_mut().reset(last_activity + QUIET_AFTER);
+                }
+            }
+        }
+        match event {
+            Event::Input | Event::Wrote => {}
+            Event::Deliverable => client.may_deliver = true,
+            Event::Eof => return End::Gone(None),
+            Event::Failed(e) => return End::Gone(Some(e)),
+            Event::Durable(result) => {
+                let Some((ticket, _)) = client.durable.take() else {
+                    continue;
+                };
+                match result {
+                    Ok(()) => client.durable_reached(ticket),
+                    Err(e) => return End::Error(e.into()),
+                }
+            }
+            Event::Timer => {
+                let now = Instant::now();
+                if paused {
+                    // Not reading: the client's pings wait in the socket.
+                    last_packet = now;
+                }
+                if let Some(ka) = keep_alive
+                    && now >= last_packet + ka
+                {
+                    return End::Error(MqttError::KeepAliveTimeout);
+                }
+                let quiet = now >= last_activity + QUIET_AFTER;
+                if !shrunk
+                    && quiet
+                    && client.out.is_empty()
+                    && client.inflight.is_empty()
+                    && client.deferred.is_empty()
+                {
+                    client.shrink_idle();
+                    io.shrink_idle();
+                    shrunk = true;
+                }
+                let mut next = last_packet + keep_alive.unwrap_or(far);
+                if !shrunk {
+                    // Quiet but still holding something (unacknowledged
+                    // deliveries): look again later, not at once.
+                    let check = if quiet { now } else { last_activity };
+                    next = next.min(check + QUIET_AFTER);
+                }
+                timer.as_mut().reset(next);
+            }
+            Event::Shutdown => return End::Shutdown,
+            Event::Signal => {
+                return match signal.reason() {
+                    Some(CloseReason::TakenOver) => End::TakenOver,
+                    Some(CloseReason::Shutdown) => End::Shutdown,
+                    _ => End::Administrative,
+                };
+            }
+        }
+    }
+}
+
+/// Decodes and handles every complete packet in the read buffer.
+fn process_input<S>(
+    io: &mut Io<S>,
+    client: &mut Client,
+    last_packet: &mut Instant,
+) -> Result<Option<End>, MqttError> {
+    let max = client.config.max_packet();
+    let mut any = false;
+    while client.out.len() < 4 * OUT_HIGH_WATER {
+        let Some(packet) = Packet::read(&mut io.rbuf, client.version, max)? else {
+            break;
+        };
+        any = true;
+        if let Flow::Disconnect { will } = client.handle(packet)? {
+            return Ok(Some(End::ClientDisconnect { will }));
+        }
+    }
+    if any {
+        *last_packet = Instant::now();
+    }
+    Ok(None)
+}
+
+/// Waits for the first of: input, output written, a delivery, the store, the
+/// timer, shutdown or a close request. Writes whatever `out` holds meanwhile.
+async fn wait<S>(
+    io: &mut Io<S>,
+    client: &mut Client,
+    reading: bool,
+    mut timer: Pin<&mut Sleep>,
+    mut shut: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+    mut closed: Pin<&mut impl Future<Output = ()>>,
+) -> Event
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let wants = client.out.len() < OUT_HIGH_WATER
+        && client.deferred.is_empty()
+        && client.inflight.len() < usize::from(client.max_inflight);
+    let Client {
+        out,
+        durable,
+        consumer,
+        shared,
+        ..
+    } = client;
+    let ready = consumer.as_ref().filter(|_| wants).map(|c| c.ready());
+    tokio::pin!(ready);
+    let mut shared_ready: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = if wants {
+        shared
+            .iter()
+            .map(|s| Box::pin(s.consumer.ready()) as Pin<Box<dyn Future<Output = ()> + Send>>)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    std::future::poll_fn(|cx| {
+        if shut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Shutdown);
+        }
+        if closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Signal);
+        }
+        // Write first: the client may be waiting for our acks to send more.
+        let had_output = !out.is_empty();
+        while !out.is_empty() {
+            match Pin::new(&mut io.stream).poll_write(cx, out) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Event::Failed(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    out.advance(n);
+                    io.needs_flush = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                Poll::Pending => break,
+            }
+        }
+        if out.is_empty() && io.needs_flush {
+            match Pin::new(&mut io.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => io.needs_flush = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if had_output && out.is_empty() {
+            return Poll::Ready(Event::Wrote);
+        }
+        if reading {
+            match io.poll_read(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Event::Input),
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if let Some(r) = ready.as_mut().as_pin_mut()
+            && r.poll(cx).is_ready()
+        {
+            return Poll::Ready(Event::Deliverable);
+        }
+        for r in &mut shared_ready {
+            if r.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Deliverable);
+            }
+        }
+        if let Some((_, d)) = durable.as_mut()
+            && let Poll::Ready(result) = d.as_mut().poll(cx)
+        {
+            return Poll::Ready(Event::Durable(result));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,164 @@
+//! MQTT 5 flow limits over raw bytes and rumqttc: topic aliases both ways,
+//! Receive Maximum and Maximum Packet Size both ways.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::v5::{self, QoS};
+use common::{Server, packet, publish, raw_connected, subscribe};
+use gw_mqtt::Config;
+
+#[tokio::test]
+async fn topic_aliases_from_the_client() {
+    let s = Server::start().await;
+    let mut sub = v5::connect(s.addr, "sub").await;
+    sub.subscribe("alias/#", QoS::AtMostOnce).await;
+    let (mut raw, _) = raw_connected(s.addr, 5, "aliaser", 0x02, &[]).await;
+    raw.send(&publish(true, 0, "alias/one", None, &[0x23, 0, 1], b"a"))
+        .await;
+    raw.send(&publish(true, 0, "", None, &[0x23, 0, 1], b"b"))
+        .await;
+    for payload in [&b"a"[..], b"b"] {
+        let p = sub.publish_packet().await;
+        assert_eq!((&p.topic[..], &p.payload[..]), (&b"alias/one"[..], payload));
+    }
+    // An alias nobody set: protocol error.
+    raw.send(&publish(true, 0, "", None, &[0x23, 0, 2], b"c"))
+        .await;
+    let got = raw.closed().await;
+    assert_eq!((got[0], got[2]), (0xE0, 0x82), "{got:02x?}");
+    // Above our maximum (64 by default): 0x94 [MQTT-3.3.2-9].
+    let (mut raw, _) = raw_connected(s.addr, 5, "aliaser2", 0x02, &[]).await;
+    raw.send(&publish(true, 0, "alias/x", None, &[0x23, 0, 65], b"d"))
+        .await;
+    let got = raw.closed().await;
+    assert_eq!((got[0], got[2]), (0xE0, 0x94), "{got:02x?}");
+    sub.no_publish().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn topic_aliases_to_the_client() {
+    let s = Server::start().await;
+    let mut o = v5::options(s.addr, "aliased");
+    o.set_topic_alias_max(Some(2));
+    let (mut sub, _) = v5::connect_with(o).await;
+    sub.subscribe("ta/#", QoS::AtMostOnce).await;
+    let publ = v5::connect(s.addr, "pub").await;
+    for topic in ["ta/1", "ta/1", "ta/2", "ta/3", "ta/3"] {
+        publ.client
+            .publish(topic, QoS::AtMostOnce, false, topic)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut known = std::collections::HashMap::new();
+    for _ in 0..5 {
+        let p = sub.publish_packet().await;
+        let alias = p.properties.and_then(|p| p.topic_alias);
+        seen.push((alias, p.topic.is_empty()));
+        let topic = match (alias, p.topic.is_empty()) {
+            (Some(a), true) => known.get(&a).cloned().expect("alias known to the client"),
+            (Some(a), false) => {
+                known.insert(a, p.topic.clone());
+                p.topic.clone()
+            }
+            (None, _) => p.topic.clone(),
+        };
+        assert_eq!(topic, p.payload);
+    }
+    // New topics come with their alias, repeats with the alias alone; once
+    // both aliases are in use the oldest is reassigned.
+    assert_eq!(
+        seen,
+        [
+            (Some(1), false),
+            (Some(1), true),
+            (Some(2), false),
+            (Some(1), false),
+            (Some(1), true)
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_of_the_client_is_honoured() {
+    let s = Server::start().await;
+    // CONNECT with Receive Maximum 2.
+    let (mut raw, _) = raw_connected(s.addr, 5, "slow", 0x02, &[0x21, 0, 2]).await;
+    raw.send(&subscribe(true, 1, "rm", 1)).await;
+    raw.packet().await;
+    let publ = v5::connect(s.addr, "pub").await;
+    for i in 0..5u8 {
+        publ.client
+            .publish("rm", QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
+    }
+    let a = raw.packet().await;
+    let b = raw.packet().await;
+    assert_eq!((a[0], b[0]), (0x32, 0x32));
+    // No third one while two are unacknowledged.
+    raw.send(&packet(0xC0, &[])).await;
+    assert_eq!(raw.packet().await, [0xD0, 0]);
+    let pid = |p: &[u8]| [p[6], p[7]];
+    raw.send(&packet(0x40, &pid(&a))).await;
+    let c = raw.packet().await;
+    assert_eq!(c[0], 0x32);
+    assert_eq!(*c.last().unwrap(), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_of_the_server_is_enforced() {
+    let config = Config {
+        receive_maximum: 2,
+        ..Config::default()
+    };
+    let s = Server::start_with(config).await;
+    let (mut raw, _) = raw_connected(s.addr, 5, "greedy", 0x02, &[]).await;
+    for pid in 1..=2u16 {
+        raw.send(&publish(true, 0b0100, "q2", Some(pid), &[], b"x"))
+            .await;
+        assert_eq!(raw.packet().await[0], 0x50);
+    }
+    // A third QoS 2 publish before any PUBREL [MQTT-3.3.4-9].
+    raw.send(&publish(true, 0b0100, "q2", Some(3), &[], b"x"))
+        .await;
+    let got = raw.closed().await;
+    assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn maximum_packet_size_both_ways() {
+    let config = Config {
+        max_packet_size: 1024,
+        ..Config::default()
+    };
+    let s = Server::start_with(config).await;
+    // Ours: a larger packet gets DISCONNECT 0x95.
+    let (mut raw, _) = raw_connected(s.addr, 5, "big", 0x02, &[]).await;
+    raw.send(&publish(true, 0, "big", None, &[], &[b'x'; 2000]))
+        .await;
+    let got = raw.closed().await;
+    assert_eq!((got[0], got[2]), (0xE0, 0x95), "{got:02x?}");
+    // Theirs (Maximum Packet Size 100): a larger message is dropped, not sent.
+    let (mut raw, _) = raw_connected(s.addr, 5, "small", 0x02, &[0x27, 0, 0, 0, 100]).await;
+    raw.send(&subscribe(true, 1, "mp", 1)).await;
+    raw.packet().await;
+    let publ = v5::connect(s.addr, "pub").await;
+    publ.client
+        .publish("mp", QoS::AtLeastOnce, false, vec![1u8; 500])
+        .await
+        .unwrap();
+    publ.client
+        .publish("mp", QoS::AtLeastOnce, false, vec![2u8; 10])
+        .await
+        .unwrap();
+    let p = raw.packet().await;
+    assert!(p.len() <= 100);
+    assert_eq!(*p.last().unwrap(), 2);
+    s.stop().await;
+}
