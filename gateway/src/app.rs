@@ -66,6 +66,7 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store and starts every configured door.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let doors = doors::parse(&config)?;
         check_data_dir(&config)?;
         let engine_config = EngineConfig {
             sync: config.sync,
@@ -83,7 +84,7 @@ impl Gateway {
         tracing::info!(data_dir = %config.data_dir.display(), sync = ?config.sync, "engine open");
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        match doors::start(&config, &engine, &shutdown, &tracker).await {
+        match doors::start(&config, doors, &engine, &shutdown, &tracker).await {
             Ok(addresses) => Ok(Gateway {
                 engine,
                 addresses,

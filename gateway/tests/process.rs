@@ -163,6 +163,30 @@ fn sigterm_stops_gracefully_with_exit_zero() {
 }
 
 #[test]
+fn every_door_logs_its_address_and_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, logs) = start(dir.path());
+    for door in ["amqp", "mqtt", "http"] {
+        let line = wait_for(&logs, &format!("{door} listening on "));
+        let addr = line
+            .split(&format!("{door} listening on "))
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let addr: std::net::SocketAddr = addr
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap();
+        assert_ne!(addr.port(), 0);
+        std::net::TcpStream::connect(addr).unwrap();
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = gateway()
