@@ -1,57 +1,13 @@
 //! The gateway binary as a process: start-up errors, signals, logging.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn gateway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    c.env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GATEWAY_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-/// Starts a gateway on free ports and waits for "engine open".
-fn start(data: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = gateway()
-        .args(["--data-dir", data.to_str().unwrap()])
-        .args([
-            "--amqp-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    wait_for(&rx, "engine open");
-    (child, rx)
-}
-
-fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if line.contains(needle) {
-            return line;
-        }
-    }
-    panic!("no log line containing {needle:?}");
-}
+use common::{Process, gateway, wait_for};
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = gateway().args(args).output().unwrap();
@@ -122,7 +78,7 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
 #[test]
 fn a_second_gateway_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut first, _logs) = start(dir.path());
+    let first = Process::start(dir.path());
     let (code, text) = run(&[
         "--data-dir",
         dir.path().to_str().unwrap(),
@@ -136,54 +92,38 @@ fn a_second_gateway_on_the_same_data_dir_is_refused() {
     assert_ne!(code, 0);
     assert!(text.contains("locked by another running gateway"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
-    first.kill().unwrap();
-    let _ = first.wait();
+    first.kill9();
 }
 
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_gracefully_with_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, logs) = start(dir.path());
+    let mut gw = Process::start(dir.path());
     let started = Instant::now();
     // SIGTERM through the kill command (std has no signal API).
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &gw.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    wait_for(&logs, "store flushed and closed");
-    let code = child.wait().unwrap();
+    wait_for(&gw.logs, "store flushed and closed");
+    let code = gw.child.wait().unwrap();
     assert!(code.success(), "exit status {code:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // The data directory is usable again at once.
-    let (mut again, _logs) = start(dir.path());
-    again.kill().unwrap();
-    let _ = again.wait();
+    Process::start(dir.path()).kill9();
 }
 
 #[test]
 fn every_door_logs_its_address_and_accepts() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, logs) = start(dir.path());
-    for door in ["amqp", "mqtt", "http"] {
-        let line = wait_for(&logs, &format!("{door} listening on "));
-        let addr = line
-            .split(&format!("{door} listening on "))
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        let addr: std::net::SocketAddr = addr
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .parse()
-            .unwrap();
+    let gw = Process::start(dir.path());
+    for addr in [gw.amqp, gw.mqtt, gw.http] {
         assert_ne!(addr.port(), 0);
         std::net::TcpStream::connect(addr).unwrap();
     }
-    child.kill().unwrap();
-    let _ = child.wait();
+    gw.kill9();
 }
 
 #[test]

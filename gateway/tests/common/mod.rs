@@ -1,0 +1,107 @@
+//! Running the gateway binary as a child process, for tests that kill it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+/// The binary, with the environment cleared of settings that could change it.
+pub fn gateway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    c.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GATEWAY_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A running gateway process and the addresses its doors logged.
+pub struct Process {
+    pub child: Child,
+    pub logs: Receiver<String>,
+    pub amqp: SocketAddr,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Process {
+    /// Starts the binary on free ports over `data` and waits for every door.
+    pub fn start(data: &std::path::Path) -> Process {
+        let mut child = gateway()
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, logs) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = |door: &str| -> SocketAddr {
+            let needle = format!("{door} listening on ");
+            let line = wait_for(&logs, &needle);
+            let rest = line.split(&needle).nth(1).unwrap();
+            rest.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let (amqp, mqtt, http) = (addr("amqp"), addr("mqtt"), addr("http"));
+        Process {
+            child,
+            logs,
+            amqp,
+            mqtt,
+            http,
+        }
+    }
+
+    /// SIGKILL: no shutdown work of any kind.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next log line containing `needle` (fails after 30 s).
+pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("no log line containing {needle:?}");
+}
