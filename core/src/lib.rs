@@ -38,6 +38,7 @@ mod deadletter;
 mod delay;
 mod engine;
 mod error;
+mod extensions;
 mod message;
 mod names;
 mod queue;
@@ -50,6 +51,7 @@ pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{Engine, EngineConfig, dead_letter_queue_name};
 pub use error::{Error, Result, StoreError};
+pub use extensions::{X_DELAY, X_GROUP_ID, X_TAGS};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
 pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};
 pub use queue::{

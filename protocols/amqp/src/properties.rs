@@ -19,12 +19,10 @@
 //!   binary) and a short string in AMQP: valid UTF-8 converts losslessly,
 //!   anything else through `String::from_utf8_lossy` (U+FFFD for bad bytes).
 //!
-//! At publish the gateway's extras are read from headers, and the headers are
-//! left in place (RabbitMQ's delayed-message plugin keeps `x-delay` too):
-//! `x-delay` (milliseconds: any integer type or a decimal string; negative
-//! counts as 0) sets `deliver_at`; `x-tags` (a string of comma-separated tags,
-//! or an array of strings) sets `tags`; `x-group-id` (a string) sets the FIFO
-//! `group_key`.
+//! At publish the gateway's extras (`x-delay`, `x-tags`, `x-group-id`) are
+//! read from the headers by the engine's one reader
+//! ([`Message::apply_extension_headers`]), and the headers are left in place
+//! (RabbitMQ's delayed-message plugin keeps `x-delay` too).
 
 use amq_protocol::protocol::basic::{self, AMQPProperties};
 use amq_protocol::types::{
@@ -33,12 +31,7 @@ use amq_protocol::types::{
 use bytes::Bytes;
 use gw_core::{HeaderValue, Headers, Message, Properties, UnixMillis, now_millis};
 
-/// Header that delays delivery by this many milliseconds.
-pub const X_DELAY: &str = "x-delay";
-/// Header carrying the message's tags.
-pub const X_TAGS: &str = "x-tags";
-/// Header carrying the FIFO group key.
-pub const X_GROUP_ID: &str = "x-group-id";
+pub use gw_core::{X_DELAY, X_GROUP_ID, X_TAGS};
 /// Header carrying a correlation id too long for the property (RabbitMQ's name).
 pub const X_CORRELATION_ID: &str = "x-correlation-id";
 /// Header carrying a message id too long for the property (RabbitMQ's name).
@@ -84,66 +77,16 @@ pub fn message_from_publish_at(
         .as_ref()
         .map(headers_from_table)
         .unwrap_or_default();
-    let deliver_at = headers
-        .get(X_DELAY)
-        .and_then(delay_millis)
-        .map(|d| now.saturating_add(d));
-    let tags = headers.get(X_TAGS).map(tags).unwrap_or_default();
-    let group_key = headers
-        .get(X_GROUP_ID)
-        .and_then(HeaderValue::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    Message {
+    let mut message = Message {
         exchange: publish.exchange.as_str().to_owned(),
         routing_key: publish.routing_key.as_str().to_owned(),
         properties,
         headers,
-        tags,
-        deliver_at,
-        group_key,
         body,
         ..Message::default()
-    }
-}
-
-/// `x-delay` in milliseconds: any integer type or a decimal string; negative is 0.
-fn delay_millis(value: &HeaderValue) -> Option<u64> {
-    let millis = match value {
-        HeaderValue::I8(_)
-        | HeaderValue::U8(_)
-        | HeaderValue::I16(_)
-        | HeaderValue::U16(_)
-        | HeaderValue::I32(_)
-        | HeaderValue::U32(_)
-        | HeaderValue::I64(_) => value.as_i64()?,
-        HeaderValue::ShortString(_) | HeaderValue::LongString(_) => {
-            value.as_str()?.trim().parse().ok()?
-        }
-        _ => return None,
     };
-    Some(u64::try_from(millis).unwrap_or(0))
-}
-
-/// `x-tags`: a comma-separated string or an array of strings; blanks and
-/// repeats are dropped.
-fn tags(value: &HeaderValue) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let add = |tag: &str| {
-        let tag = tag.trim();
-        if !tag.is_empty() && !out.iter().any(|t| t == tag) {
-            out.push(tag.to_owned());
-        }
-    };
-    match value {
-        HeaderValue::Array(items) => items.iter().filter_map(HeaderValue::as_str).for_each(add),
-        other => other
-            .as_str()
-            .into_iter()
-            .flat_map(|s| s.split(','))
-            .for_each(add),
-    }
-    out
+    message.apply_extension_headers(now);
+    message
 }
 
 /// The basic properties (headers included) to deliver this message with.
@@ -207,6 +150,19 @@ pub fn properties_from_message(m: &Message) -> AMQPProperties {
     }
     if let Some(v) = short(&p.cluster_id) {
         props = props.with_cluster_id(v);
+    }
+    if !m.tags.is_empty() {
+        // Tags given through MQTT or HTTP reach AMQP consumers as the header
+        // an AMQP publisher would have set.
+        let tags = m
+            .tags
+            .iter()
+            .map(|t| AMQPValue::LongString(t.as_str().into()));
+        insert_new(
+            &mut headers,
+            X_TAGS,
+            AMQPValue::FieldArray(tags.collect::<Vec<_>>().into()),
+        );
     }
     if !headers.inner().is_empty() {
         props = props.with_headers(headers);
@@ -365,7 +321,7 @@ mod tests {
         let delay = |v| at(&with_header(X_DELAY, v)).deliver_at;
         assert_eq!(delay(AMQPValue::LongInt(500)), Some(1_500));
         assert_eq!(delay(AMQPValue::ShortShortUInt(5)), Some(1_005));
-        assert_eq!(delay(AMQPValue::LongLongInt(-5)), Some(1_000));
+        assert_eq!(delay(AMQPValue::LongLongInt(-5)), None);
         assert_eq!(delay(AMQPValue::LongString(" 250 ".into())), Some(1_250));
         assert_eq!(delay(AMQPValue::LongString("soon".into())), None);
         assert_eq!(delay(AMQPValue::Double(5.0)), None);

@@ -50,9 +50,9 @@ use crate::topic::{
 /// it survives MQTT → engine → MQTT. Never sent out as a User Property.
 pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
 /// User Property / header asking for delivery after this many milliseconds.
-pub const DELAY_HEADER: &str = "x-delay";
+pub const DELAY_HEADER: &str = gw_core::X_DELAY;
 /// User Property / header with comma-separated tags.
-pub const TAGS_HEADER: &str = "x-tags";
+pub const TAGS_HEADER: &str = gw_core::X_TAGS;
 /// Header with the QoS a message was published with, set only for QoS 2
 /// (QoS 0 and 1 are told apart by the delivery mode). The name is RabbitMQ's.
 pub const QOS_HEADER: &str = "x-mqtt-publish-qos";
@@ -145,8 +145,7 @@ pub fn message_from_v5_publish(
         .message_expiry_interval
         .map(|secs| (u64::from(secs) * 1000).to_string());
 
-    message.deliver_at = delay_millis(&props.user_properties).map(|d| now.saturating_add(d));
-    message.tags = tags(&props.user_properties);
+    message.apply_extension_headers(now);
     Ok(message)
 }
 
@@ -250,11 +249,22 @@ pub fn v5_publish_properties(message: &Message, elapsed_ms: u64) -> Option<v5::P
             .correlation_id
             .clone()
             .filter(|c| c.len() <= MAX_STRING_LEN),
-        user_properties: user_properties(&message.headers),
+        user_properties: user_properties_of(message),
         subscription_identifiers: Vec::new(),
         content_type: p.content_type.clone().filter(|s| mqtt_string(s)),
     };
     (props != v5::PublishProperties::default()).then_some(props)
+}
+
+/// A message's headers as User Properties, plus its tags as `x-tags` when no
+/// header carries them (tags given over HTTP or AMQP arrays reach MQTT 5
+/// subscribers as a publisher there would have set them).
+fn user_properties_of(message: &Message) -> Vec<(String, String)> {
+    let mut props = user_properties(&message.headers);
+    if !message.tags.is_empty() && message.header(TAGS_HEADER).is_none() {
+        props.push((TAGS_HEADER.to_owned(), message.tags.join(",")));
+    }
+    props
 }
 
 /// Headers as User Properties, in order, rendered as the module doc describes.
@@ -307,25 +317,6 @@ fn mqtt_string(s: &str) -> bool {
 
 fn delivery_mode(qos: u8) -> u8 {
     if qos == 0 { 1 } else { 2 }
-}
-
-/// The first `x-delay` User Property as milliseconds; unparsable or 0 means no delay
-/// (as RabbitMQ's delayed-message exchange ignores a non-integer `x-delay`).
-fn delay_millis(user_properties: &[(String, String)]) -> Option<u64> {
-    let (_, value) = user_properties.iter().find(|(k, _)| k == DELAY_HEADER)?;
-    value.trim().parse::<u64>().ok().filter(|d| *d > 0)
-}
-
-/// Every `x-tags` User Property, split at commas, trimmed, without empties or repeats.
-fn tags(user_properties: &[(String, String)]) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::new();
-    let values = user_properties.iter().filter(|(k, _)| k == TAGS_HEADER);
-    for tag in values.flat_map(|(_, v)| v.split(',')).map(str::trim) {
-        if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
-            tags.push(tag.to_owned());
-        }
-    }
-    tags
 }
 
 #[cfg(test)]

@@ -62,8 +62,14 @@ pub struct MessageProperties {
     /// Where replies go (MQTT 5 response topic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
-    /// Time to live in milliseconds (MQTT 5 message expiry interval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Time to live in milliseconds (MQTT 5 message expiry interval). Taken
+    /// as a number or, as RabbitMQ's API sends it, a string of digits.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "millis_number_or_string"
+    )]
+    #[schema(value_type = Option<u64>)]
     pub expiration: Option<u64>,
     /// The application's message id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +89,25 @@ pub struct MessageProperties {
     /// Seconds since the epoch, as the publisher set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+}
+
+/// A millisecond count given as a JSON number or a string of digits.
+fn millis_number_or_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Millis {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<Millis>::deserialize(d)? {
+        None => Ok(None),
+        Some(Millis::Number(n)) => Ok(Some(n)),
+        Some(Millis::Text(t)) => t.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("expiration '{t}' is not a number of milliseconds"))
+        }),
+    }
 }
 
 impl MessageProperties {
@@ -366,6 +391,18 @@ mod tests {
         let back = MessageProperties::of(&props).unwrap();
         assert_eq!(back.correlation_id, None);
         assert_eq!(back.correlation_id_base64.as_deref(), Some("/g=="));
+    }
+
+    #[test]
+    fn expiration_as_number_or_rabbitmq_string() {
+        let parse = |j: &str| serde_json::from_str::<MessageProperties>(j).map(|p| p.expiration);
+        assert_eq!(parse(r#"{"expiration":60000}"#).ok(), Some(Some(60_000)));
+        assert_eq!(parse(r#"{"expiration":"60000"}"#).ok(), Some(Some(60_000)));
+        assert_eq!(parse(r#"{"expiration":null}"#).ok(), Some(None));
+        assert_eq!(parse(r#"{}"#).ok(), Some(None));
+        let err = parse(r#"{"expiration":"soon"}"#).unwrap_err().to_string();
+        assert!(err.contains("soon"), "{err}");
+        assert!(parse(r#"{"expiration":-1}"#).is_err());
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

@@ -31,7 +31,8 @@ pub struct PublishRequest {
     #[serde(default)]
     pub payload_encoding: Option<String>,
     /// Basic properties: those of DMS sends plus `delivery_mode` (1 or 2,
-    /// default 2) and `headers` (an object).
+    /// default 2) and `headers` (an object; `x-delay`, `x-tags` and
+    /// `x-group-id` there delay, tag and group the message as over AMQP).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub properties: Map<String, Value>,
@@ -113,6 +114,8 @@ pub async fn publish(
     basic.apply(&mut m.properties);
     m.properties.delivery_mode = Some(delivery_mode);
     m.headers = attributes_in(&headers);
+    // `x-delay`, `x-tags` and `x-group-id` headers work as over AMQP and MQTT.
+    m.apply_extension_headers(gw_core::now_millis());
     let receipt = t.publish(m)?;
     if let Some(ticket) = receipt.ticket {
         state.engine().wait_durable(ticket).await?;

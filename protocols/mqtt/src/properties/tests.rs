@@ -227,19 +227,25 @@ fn gateway_extras() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
-    assert_eq!(delay_millis(&user(&[("x-delay", " 250 ")])), Some(250));
-    assert_eq!(delay_millis(&user(&[("x-delay", "0")])), None);
-    assert_eq!(delay_millis(&user(&[("x-delay", "-5")])), None);
-    assert_eq!(delay_millis(&user(&[("x-delay", "soon")])), None);
+    let extras = |pairs: &[(&str, &str)]| {
+        let mut p = v5::Publish::new("t", QoS::AtMostOnce, "x", None);
+        p.properties = Some(v5::PublishProperties {
+            user_properties: user(pairs),
+            ..Default::default()
+        });
+        let m = message_from_v5_publish(&p, 10).expect("valid publish");
+        (m.deliver_at, m.tags)
+    };
+    assert_eq!(extras(&[("x-delay", " 250 ")]).0, Some(260));
+    assert_eq!(extras(&[("x-delay", "0")]).0, None);
+    assert_eq!(extras(&[("x-delay", "-5")]).0, None);
+    assert_eq!(extras(&[("x-delay", "soon")]).0, None);
+    assert_eq!(extras(&[("x-delay", "1"), ("x-delay", "2")]).0, Some(11));
     assert_eq!(
-        delay_millis(&user(&[("x-delay", "1"), ("x-delay", "2")])),
-        Some(1)
-    );
-    assert_eq!(
-        tags(&user(&[("x-tags", "a,b"), ("x-tags", " c , a ")])),
+        extras(&[("x-tags", "a,b"), ("x-tags", " c , a ")]).1,
         ["a", "b", "c"]
     );
-    assert!(tags(&user(&[("x-tags", " , ")])).is_empty());
+    assert!(extras(&[("x-tags", " , ")]).1.is_empty());
     let mut p = v5::Publish::new("t", QoS::AtMostOnce, "x", None);
     p.properties = Some(v5::PublishProperties {
         user_properties: user(&[("x-delay", &u64::MAX.to_string())]),
