@@ -140,8 +140,10 @@ fn consume(ch: &mut Channel, ctx: &mut Ctx, c: basic::Consume) -> AmqpResult {
 }
 
 /// Creates a consumer group on first use, or rewinds an idle one, at the
-/// position `x-stream-offset` gives (a new group without one starts at
-/// "next", as a RabbitMQ stream consumer does).
+/// position `x-stream-offset` gives. Without one, a new named group starts at
+/// "next", as a RabbitMQ stream consumer does, and the queue's default group
+/// (missing on queues made through the DMS API, which names its groups) at
+/// the oldest message: a plain AMQP consumer gets what the queue holds.
 fn prepare_group(
     queue: &Queue,
     group: &str,
@@ -152,7 +154,12 @@ fn prepare_group(
     let exists = queue.group_names().iter().any(|g| g == group);
     match (exists, offset) {
         (false, _) => {
-            let start = offset.unwrap_or(Offset::Next).position(queue.bounds());
+            let default = if group == DEFAULT_GROUP {
+                Offset::First
+            } else {
+                Offset::Next
+            };
+            let start = offset.unwrap_or(default).position(queue.bounds());
             queue.create_group(group, start, None).map_err(engine_err)?;
         }
         (true, Some(offset)) => {
@@ -244,6 +251,7 @@ fn get(ch: &mut Channel, ctx: &mut Ctx, g: basic::Get) -> AmqpResult {
         .queue(&name)
         .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
     check_exclusive(&queue, s.conn_id, &resource)?;
+    prepare_group(&queue, DEFAULT_GROUP, None, &s)?;
     let req = PullRequest {
         max: 1,
         no_ack: g.no_ack,
