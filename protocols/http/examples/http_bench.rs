@@ -11,7 +11,8 @@
 //!   --only send|consume|big|latency|polls
 //! ```
 //! The in-process server raises `max_messages_per_send` to `--big-batch`; an
-//! external one must be started so (`serve` example, third argument).
+//! external gateway must be started so (`[http] max_messages_per_send = 100`
+//! in its `--config` file).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;

@@ -1,11 +1,11 @@
 //! The same scenarios from other stacks: paho-mqtt (Python), the mosquitto
-//! command-line clients, and MQTT.js (Node) over TCP and over WebSocket.
+//! command-line clients, and MQTT.js (Node) over TCP. MQTT.js over WebSocket
+//! runs against the whole gateway (its HTTP door serves `/mqtt`), in the
+//! repository's `tests/websocket_mqtt.rs`.
 //!
 //! The Python and Node libraries come from the repository's
 //! `tests/clients/install.sh` (run once here). `mosquitto_tools.sh` installs
 //! the `mosquitto-clients` package itself when it is missing (root, apt).
-//! The WebSocket test puts a minimal `/mqtt` endpoint (axum, subprotocol
-//! `mqtt`) in front of `serve_stream`, as the HTTP door does in the gateway.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -147,90 +147,4 @@ async fn mqtt_js_over_tcp() {
     let script = script("ws_mqtt.js");
     run("node", &[script.to_str().unwrap(), &url], &MQTT_JS).await;
     s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_js_over_websocket() {
-    let s = Server::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/mqtt", listener.local_addr().unwrap());
-    let engine = s.engine.clone();
-    let shutdown = s.shutdown.clone();
-    let app = axum::Router::new().route(
-        "/mqtt",
-        axum::routing::get(
-            move |ws: axum::extract::ws::WebSocketUpgrade,
-                  axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
-                std::net::SocketAddr,
-            >| {
-                let engine = engine.clone();
-                let shutdown = shutdown.clone();
-                async move {
-                    ws.protocols(["mqtt"])
-                        .on_upgrade(move |socket| websocket_bridge(socket, peer, engine, shutdown))
-                }
-            },
-        ),
-    );
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let script = script("ws_mqtt.js");
-    run("node", &[script.to_str().unwrap(), &url], &MQTT_JS).await;
-    server.abort();
-    s.stop().await;
-}
-
-/// WebSocket binary messages ↔ the byte stream `serve_stream` reads.
-async fn websocket_bridge(
-    socket: axum::extract::ws::WebSocket,
-    peer: std::net::SocketAddr,
-    engine: gw_core::Engine,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    use axum::extract::ws::Message;
-    use futures::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let config = std::sync::Arc::new(gw_mqtt::Config::default());
-    let mqtt = tokio::spawn(gw_mqtt::serve_stream(
-        theirs, peer, engine, config, shutdown,
-    ));
-    let (mut rd, mut wr) = tokio::io::split(ours);
-    let (mut tx, mut rx) = socket.split();
-    let inbound = async {
-        while let Some(Ok(msg)) = rx.next().await {
-            match msg {
-                Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-        let _ = wr.shutdown().await;
-    };
-    let outbound = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx
-                        .send(Message::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = tx.close().await;
-    };
-    tokio::join!(inbound, outbound);
-    let _ = mqtt.await;
 }
