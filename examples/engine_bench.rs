@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --release --example engine_bench [-- --json] [--backlog N] [--quick] [--data-dir DIR]
-//!     [--only backlog|transient|durable|fanout|sessions]
+//!     [--only backlog|transient|durable|fsync|fanout|sessions]
 //! ```
 //!
 //! - transient: 1 publisher, 1 consumer, 256 B, publish → deliver → ack (memory only);
 //! - durable confirmed: 64 concurrent publishers, each publish awaited until synced;
+//!   beside it the disk's own 4 KiB write+fsync rate (one writer), which bounds
+//!   it: a confirm needs a sync, so rate ≤ syncs/s × writes per sync;
 //! - fanout: one queue, 10 consumer groups, every group gets every message;
 //! - backlog: N messages of 1 KiB stored while nobody consumes (peak RSS and disk
 //!   sampled), then drained with acks; retention 0, so the disk shrinks again.
@@ -148,8 +150,37 @@ async fn transient(t: &Tenant, n: u64) -> f64 {
     rate
 }
 
+/// The disk's own rate of small synced writes (4 KiB, `fdatasync`, one
+/// writer, for one second): what bounds the durable case, which can only
+/// confirm a batch per sync. Returns (syncs per second, mean µs per sync).
+fn disk_sync_rate(dir: &std::path::Path) -> (f64, f64) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).expect("probe file");
+    let block = [0x5au8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(1) {
+        f.write_all(&block).expect("probe write");
+        f.sync_data().expect("probe sync");
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    (n as f64 / secs, secs * 1e6 / n.max(1) as f64)
+}
+
+/// What the durable case's store did: batches (one sync each) and their cost.
+#[derive(Default)]
+struct DurableStats {
+    ops_per_sync: f64,
+    sync_micros: f64,
+}
+
 /// 64 publishers, each awaiting its publish's durability before the next.
-async fn durable(engine: &Engine, t: &Tenant, n: u64) -> f64 {
+async fn durable(engine: &Engine, t: &Tenant, n: u64) -> (f64, DurableStats) {
     t.declare_queue("bench-durable", spec(true))
         .expect("declare");
     let per = n / 64;
@@ -172,6 +203,10 @@ async fn durable(engine: &Engine, t: &Tenant, n: u64) -> f64 {
     }
     let rate = (per * 64) as f64 / start.elapsed().as_secs_f64();
     let s = engine.store_stats();
+    let stats = DurableStats {
+        ops_per_sync: s.ops as f64 / s.syncs.max(1) as f64,
+        sync_micros: s.sync_micros as f64 / s.syncs.max(1) as f64,
+    };
     eprintln!(
         "durable: {} batches, {:.1} ops/batch, {} fsyncs of {:.0} µs on average, {:.0} µs applying per batch",
         s.batches,
@@ -181,7 +216,7 @@ async fn durable(engine: &Engine, t: &Tenant, n: u64) -> f64 {
         s.apply_micros as f64 / s.batches.max(1) as f64
     );
     let _ = t.delete_queue("bench-durable", false, false);
-    rate
+    (rate, stats)
 }
 
 /// One queue, 10 groups with a consumer each; counts deliveries.
@@ -385,6 +420,17 @@ fn open(dir: &std::path::Path, sync: SyncPolicy) -> Engine {
     Engine::open(c).expect("engine opens")
 }
 
+/// Everything one run measured.
+struct Figures {
+    transient_rate: f64,
+    durable_rate: f64,
+    durable_stats: DurableStats,
+    disk: (f64, f64),
+    fanout_rate: f64,
+    backlog: Backlog,
+    session_bytes: f64,
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -411,10 +457,15 @@ fn main() {
         } else {
             0.0
         };
-        let durable_rate = if run("durable") {
+        let (durable_rate, durable_stats) = if run("durable") {
             durable(&e, &t, a.durable).await
         } else {
-            0.0
+            (0.0, DurableStats::default())
+        };
+        let disk = if run("durable") || run("fsync") {
+            disk_sync_rate(&dir)
+        } else {
+            (0.0, 0.0)
         };
         let fanout_rate = if run("fanout") {
             fanout(&t, a.fanout).await
@@ -427,15 +478,35 @@ fn main() {
             0.0
         };
         e.close();
-        (transient_rate, durable_rate, fanout_rate, b, session_bytes)
+        Figures {
+            transient_rate,
+            durable_rate,
+            durable_stats,
+            disk,
+            fanout_rate,
+            backlog: b,
+            session_bytes,
+        }
     });
-    let (transient_rate, durable_rate, fanout_rate, b, session_bytes) = results;
+    let Figures {
+        transient_rate,
+        durable_rate,
+        durable_stats,
+        disk,
+        fanout_rate,
+        backlog: b,
+        session_bytes,
+    } = results;
     if a.json {
         println!(
             "{}",
             serde_json::json!({
                 "transient_msgs_per_s": transient_rate.round(),
                 "durable_confirmed_msgs_per_s": durable_rate.round(),
+                "durable_ops_per_sync": (durable_stats.ops_per_sync * 10.0).round() / 10.0,
+                "durable_sync_micros": durable_stats.sync_micros.round(),
+                "disk_syncs_per_s": disk.0.round(),
+                "disk_sync_micros": disk.1.round(),
                 "fanout10_deliveries_per_s": fanout_rate.round(),
                 "backlog_messages": a.backlog,
                 "backlog_publish_msgs_per_s": b.publish_rate.round(),
@@ -456,6 +527,19 @@ fn main() {
             "{:<44} {:>14.0}",
             "durable confirmed, 64 publishers (msg/s)", durable_rate
         );
+        println!(
+            "{:<44} {:>14.1}",
+            "  store writes per fsync", durable_stats.ops_per_sync
+        );
+        println!(
+            "{:<44} {:>14.0}",
+            "  store fsync under load (µs)", durable_stats.sync_micros
+        );
+        println!(
+            "{:<44} {:>14.0}",
+            "disk alone: 4 KiB write+fsync (per s)", disk.0
+        );
+        println!("{:<44} {:>14.0}", "disk alone: fsync (µs)", disk.1);
         println!(
             "{:<44} {:>14.0}",
             "fanout 10 groups (deliveries/s)", fanout_rate
