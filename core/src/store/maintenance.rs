@@ -53,6 +53,7 @@ pub(crate) fn run(log: Keyspace, heads: Arc<LogHeads>, stop: Arc<Stop>) {
         if let Err(e) = log
             .rotate_memtable_and_wait()
             .and_then(|()| log.major_compact())
+            .and_then(|()| release_dropped_files(&log))
         {
             tracing::warn!(cause = %e, "compacting the queue logs failed");
         } else {
@@ -62,4 +63,21 @@ pub(crate) fn run(log: Keyspace, heads: Arc<LogHeads>, stop: Arc<Stop>) {
             );
         }
     }
+}
+
+/// The compaction above drops dead entries, but the store keeps the version of
+/// the tree from before it (and with it the dropped tables' blob files) until
+/// two later version changes have moved the read watermark past it. After a
+/// backlog drains nothing else may be written, so cause them: twice, a write
+/// the filter keeps (too short to be a log key), its delete, a flush (which
+/// raises the watermark) and a compaction that evicts both.
+pub(crate) fn release_dropped_files(log: &Keyspace) -> fjall::Result<()> {
+    const MARKER: &[u8] = b"~";
+    for _ in 0..2 {
+        log.insert(MARKER, [])?;
+        log.remove(MARKER)?;
+        log.rotate_memtable_and_wait()?;
+        log.major_compact()?;
+    }
+    Ok(())
 }

@@ -40,6 +40,8 @@ use crate::message::Message;
 /// until they are flushed (blobs included), so this bounds what a fast
 /// publisher keeps in memory.
 const MEMTABLE_BYTES: u64 = 16 << 20;
+/// Journal bytes kept before fjall flushes the keyspaces that pin the oldest.
+const MAX_JOURNALS_BYTES: u64 = 128 << 20;
 
 /// The format this build writes. Any change to a record shape changes it.
 pub const STORE_FORMAT: &str = "gateway-store-1";
@@ -153,8 +155,13 @@ impl Store {
         );
         let assigner: FilterAssigner =
             Arc::new(move |keyspace: &str| (keyspace == "log").then(|| Arc::clone(&factory)));
+        // Journals are deleted only once every keyspace has flushed what they
+        // hold; the metadata keyspace takes small writes into each of them and
+        // rarely fills a memtable, so without a cap fjall's default (512 MiB of
+        // journals) stays on disk after a backlog has drained.
         let builder = Database::builder(dir)
             .with_compaction_filter_factories(assigner)
+            .max_journaling_size(MAX_JOURNALS_BYTES)
             .cache_size(cache_bytes);
         let db = match builder.open() {
             Ok(db) => db,
@@ -632,6 +639,64 @@ mod tests {
         store.log.rotate_memtable_and_wait().unwrap();
         store.log.major_compact().unwrap();
         assert_eq!(store.read_log(4, 0, 100, u64::MAX).unwrap().len(), 5);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_drained_log_gives_its_disk_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncPolicy::Never, 1 << 20).unwrap();
+        store.heads.set(1, 0);
+        store.heads.arm(2);
+        let mut t = 0;
+        for seq in 0..2_000u64 {
+            // Large enough to live in blob files, as real bodies do, and
+            // not compressible (an LCG's bytes).
+            let mut x = seq.wrapping_mul(6364136223846793005) | 1;
+            let body: Vec<u8> = (0..8 << 10)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 56) as u8
+                })
+                .collect();
+            let message = Arc::new(Message::new(body));
+            t = store.submit(
+                Op::PutLog {
+                    queue: 1,
+                    seq,
+                    message,
+                    transient_epoch: None,
+                },
+                false,
+            );
+        }
+        applied(&store, t).await;
+        store.log.rotate_memtable_and_wait().unwrap();
+        // Tables and blob files; the journal is preallocated.
+        fn bytes_under(p: &std::path::Path) -> u64 {
+            std::fs::read_dir(p).map_or(0, |entries| {
+                entries
+                    .flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => bytes_under(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        let keyspaces = dir.path().join("keyspaces");
+        let full = bytes_under(&keyspaces);
+        store.heads.set(1, 2_000);
+        store.log.major_compact().unwrap();
+        maintenance::release_dropped_files(&store.log).unwrap();
+        let after = bytes_under(&keyspaces);
+        assert!(
+            after < full / 2,
+            "{full} bytes with 16 MB of messages, {after} once they are all trimmed"
+        );
         store.close();
     }
 }
