@@ -1,6 +1,6 @@
 //! Shared helpers of the end-to-end suite: the whole gateway in-process (every
 //! door on a free port of 127.0.0.1, data in a temporary directory) and one
-//! real client per door: lapin for AMQP, rumqttc (5.0 and 3.1.1) for MQTT,
+//! real client per door: lapin for AMQP, rumqttc (5.0) for MQTT,
 //! reqwest for HTTP. Every client authenticates as `guest`/`guest`, the
 //! default user a fresh gateway has.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -48,11 +48,6 @@ impl Suite {
         }
     }
 
-    /// The engine behind the doors (for checks no door exposes).
-    pub fn engine(&self) -> &gw_core::Engine {
-        self.gateway.engine()
-    }
-
     /// Stops the gateway: connections are asked to close, the store is flushed.
     pub async fn stop(self) {
         self.gateway.stop(Duration::from_secs(5)).await;
@@ -83,14 +78,6 @@ impl Suite {
         o.set_credentials("guest", "guest");
         o.set_keep_alive(Duration::from_secs(30));
         Mqtt5::connect(o).await
-    }
-
-    /// An MQTT 3.1.1 client (clean session), connected.
-    pub async fn mqtt4(&self, id: &str) -> Mqtt4 {
-        let mut o = rumqttc::MqttOptions::new(id, self.mqtt.ip().to_string(), self.mqtt.port());
-        o.set_credentials("guest", "guest");
-        o.set_keep_alive(Duration::from_secs(30));
-        Mqtt4::connect(o).await
     }
 
     /// An HTTP client with Basic guest:guest.
@@ -328,102 +315,6 @@ impl Mqtt5 {
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
         let _ = tokio::time::timeout(WAIT, self.task).await;
-    }
-}
-
-/// An MQTT 3.1.1 client whose events arrive on a channel.
-pub struct Mqtt4 {
-    pub client: rumqttc::AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Mqtt4 {
-    async fn connect(o: rumqttc::MqttOptions) -> Mqtt4 {
-        use rumqttc::{ConnectReturnCode, Packet};
-        let (client, mut el) = rumqttc::AsyncClient::new(o, 100);
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let ev = el.poll().await.map_err(|e| e.to_string());
-                let stop = ev.is_err();
-                if tx.send(ev).is_err() || stop {
-                    return;
-                }
-            }
-        });
-        let mut c = Mqtt4 {
-            client,
-            events,
-            task,
-        };
-        let code = c
-            .next_matching("CONNACK", |p| match p {
-                Packet::ConnAck(a) => Some(a.code),
-                _ => None,
-            })
-            .await;
-        assert_eq!(code, ConnectReturnCode::Success);
-        c
-    }
-
-    /// The next incoming packet `f` picks; other events are skipped.
-    pub async fn next_matching<T>(
-        &mut self,
-        what: &str,
-        mut f: impl FnMut(&rumqttc::Packet) -> Option<T>,
-    ) -> T {
-        use rumqttc::Event;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let ev = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-                .expect("event loop alive");
-            match ev {
-                Ok(Event::Incoming(p)) => {
-                    if let Some(v) = f(&p) {
-                        return v;
-                    }
-                }
-                Ok(Event::Outgoing(_)) => {}
-                Err(e) => panic!("MQTT connection error while waiting for {what}: {e}"),
-            }
-        }
-    }
-
-    /// Subscribes and waits for the SUBACK.
-    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) {
-        use rumqttc::{Packet, SubscribeReasonCode};
-        self.client.subscribe(filter, qos).await.unwrap();
-        let codes = self
-            .next_matching("SUBACK", |p| match p {
-                Packet::SubAck(s) => Some(s.return_codes.clone()),
-                _ => None,
-            })
-            .await;
-        assert_eq!(codes, [SubscribeReasonCode::Success(qos)], "{filter}");
-    }
-
-    /// Publishes at QoS 1 and waits for the PUBACK.
-    pub async fn publish_acked(&mut self, topic: &str, payload: &[u8]) {
-        use rumqttc::Packet;
-        self.client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec())
-            .await
-            .unwrap();
-        self.next_matching("PUBACK", |p| matches!(p, Packet::PubAck(_)).then_some(()))
-            .await;
-    }
-
-    /// The next PUBLISH received.
-    pub async fn next_publish(&mut self) -> rumqttc::Publish {
-        use rumqttc::Packet;
-        self.next_matching("a PUBLISH", |p| match p {
-            Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await
     }
 }
 
