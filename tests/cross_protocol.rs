@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
@@ -411,6 +411,32 @@ async fn dms_send_reaches_an_amqp_consumer() {
         Some("text/plain; charset=utf-8")
     );
     late.ack(BasicAckOptions::default()).await.unwrap();
+    suite.stop().await;
+}
+
+/// `basic.get` on a queue made through the DMS API (which has no default
+/// group until AMQP needs one) returns what the queue already holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_get_on_a_dms_queue() {
+    let suite = Suite::start().await;
+    let http = suite.http();
+    http.create_queue("inbox", json!({})).await;
+    http.send_messages("inbox", json!([{ "body": "first" }, { "body": "second" }]))
+        .await;
+    let (_conn, ch) = suite.amqp_channel().await;
+    for expected in [&b"first"[..], b"second"] {
+        let got = ch
+            .basic_get("inbox".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(&got.delivery.data[..], expected);
+    }
+    let empty = ch
+        .basic_get("inbox".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(empty.is_none());
     suite.stop().await;
 }
 

@@ -251,15 +251,21 @@ fn get(ch: &mut Channel, ctx: &mut Ctx, g: basic::Get) -> AmqpResult {
         .queue(&name)
         .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
     check_exclusive(&queue, s.conn_id, &resource)?;
-    prepare_group(&queue, DEFAULT_GROUP, None, &s)?;
     let req = PullRequest {
         max: 1,
         no_ack: g.no_ack,
         ..PullRequest::default()
     };
-    let got = queue
-        .pull(DEFAULT_GROUP, &req)
-        .map_err(|e| AmqpError::engine(e, s.vhost()))?;
+    // Only a queue made through the DMS API lacks its default group: make it
+    // then, not on every get.
+    let got = match queue.pull(DEFAULT_GROUP, &req) {
+        Err(EngineError::NotFound { kind: "group", .. }) => {
+            prepare_group(&queue, DEFAULT_GROUP, None, &s)?;
+            queue.pull(DEFAULT_GROUP, &req)
+        }
+        other => other,
+    }
+    .map_err(|e| AmqpError::engine(e, s.vhost()))?;
     let Some(d) = got.into_iter().next() else {
         let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
         s.send(ch.id(), &AMQPClass::Basic(empty));
