@@ -270,6 +270,27 @@ async fn bad_requests_get_named_errors_and_harm_nothing() {
         .await;
     r.expect(401);
 
+    // An expiration that is neither a number nor a string of digits, through
+    // the send API and the exchange publish API (which take RabbitMQ's "60000").
+    for expiration in [json!("soon"), json!(-1)] {
+        let r = api
+            .post(
+                &send,
+                json!({"messages": [{"body": "x", "properties": {"expiration": expiration}}]}),
+            )
+            .await;
+        r.expect(400);
+        assert!(r.error_msg().contains("expiration"), "{}", r.error_msg());
+        let r = api
+            .post(
+                &format!("/api/exchanges/{T}/amq.default/publish"),
+                json!({"routing_key": "safe", "payload": "x", "properties": {"expiration": expiration}}),
+            )
+            .await;
+        r.expect(400);
+        assert!(r.error_msg().contains("expiration"), "{}", r.error_msg());
+    }
+
     // After all that, the queue holds exactly what was sent well.
     let got = api.consume(T, &id, "g", "time_wait=1").await;
     assert_eq!(got.len(), 1);
