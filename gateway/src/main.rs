@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let grace = config.shutdown_grace;
+        let mut signals = gateway::shutdown::Signals::install();
         let gw = match Gateway::start(config).await {
             Ok(gw) => gw,
             Err(e) => {
@@ -39,10 +40,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let sig = gateway::shutdown::signal().await;
+        let sig = signals.next().await;
         tracing::info!("{sig}: shutting down, letting connections finish for up to {}s (signal again to exit now)", grace.as_secs());
-        tokio::spawn(async {
-            let again = gateway::shutdown::signal().await;
+        tokio::spawn(async move {
+            let again = signals.next().await;
             tracing::warn!("{again} again: exiting at once");
             std::process::exit(130);
         });
