@@ -223,10 +223,6 @@ impl Users {
         self.users.read().get(name).cloned()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.users.read().is_empty()
-    }
-
     pub fn list(&self) -> Vec<UserInfo> {
         let mut v: Vec<UserInfo> = self
             .users

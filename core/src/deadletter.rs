@@ -7,8 +7,8 @@
 //! the front and increments its count. An expired message loses its
 //! `expiration` property, kept as `original-expiration` in its entry.
 
+use crate::group::DeathReason;
 use crate::message::{HeaderValue, Headers, Message};
-use crate::queue::DeathReason;
 
 /// The message as it leaves `queue` for its dead-letter target.
 pub(crate) fn dead_lettered(

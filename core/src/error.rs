@@ -56,13 +56,13 @@ pub enum Error {
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// fjall reported an error.
+    /// The storage backend reported an error.
     #[error("{context}: {source}")]
-    Fjall {
+    Backend {
         /// What the engine was doing.
         context: String,
-        /// The underlying error.
-        source: fjall::Error,
+        /// The backend's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Another process holds the data directory.
     #[error("data directory {0} is locked by another running gateway")]
@@ -88,7 +88,7 @@ pub enum StoreError {
     /// An earlier write or sync failed; nothing is written any more.
     #[error("the store failed earlier and accepts no more writes")]
     Poisoned,
-    /// File-system error outside fjall (creating the directory, …).
+    /// File-system error outside the backend's own (creating the directory, …).
     #[error("{context}: {source}")]
     Io {
         /// What the engine was doing.

@@ -3,15 +3,22 @@
 //! translate their wire protocols onto this crate's API.
 //!
 //! # Layout
-//! - `engine.rs`: [`Engine`], the handle adapters hold; recovery; publishing,
-//!   dead-lettering and deletion (what spans queues).
-//! - `tenant.rs`: [`Tenant`], one vhost's exchanges, queues and bindings.
+//! - `engine/`: [`Engine`], the handle adapters hold, and [`Tenant`], its
+//!   per-vhost face; publishing, dead letters, queue creation and deletion,
+//!   recovery — what spans queues.
+//! - `tenant.rs`: one vhost's state (exchanges, queues, retained) and routing.
 //! - `routing/`: exchanges, the topic trie, headers matching.
-//! - `queue/`: [`Queue`] (`mod.rs`), its log (`log.rs`), consumer groups and the
-//!   delivery state machine (`group.rs`), FIFO order (`fifo.rs`), settings,
-//!   and the [`Consumer`] handle.
-//! - `store/`: the fjall store, record shapes and the group-commit thread.
-//! - `auth.rs`, `delay.rs`, `deadletter.rs`, `timers.rs`, `names.rs`.
+//! - `queue/`: [`Queue`], split by job (append, limits, retention, groups,
+//!   consume, pull, settle, inspect, timers), its log and settings, and the
+//!   [`Consumer`] handle.
+//! - `group/`: a consumer group's delivery state machine; `take.rs` says how
+//!   the next message is picked (FIFO keys in `fifo.rs`).
+//! - `store/`: the storage boundary — the committer, typed writes, the
+//!   backend trait — with the on-disk and memory backends.
+//! - `auth.rs`, `delay.rs`, `deadletter.rs`, `timers.rs`, `names.rs`,
+//!   `connections.rs`, `message.rs`, `extensions.rs`, `error.rs`.
+//!
+//! `core/README.md` lists every module with one line each.
 //!
 //! # Example
 //! ```
@@ -39,6 +46,7 @@ mod delay;
 mod engine;
 mod error;
 mod extensions;
+mod group;
 mod message;
 mod names;
 mod queue;
@@ -49,17 +57,19 @@ mod timers;
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
-pub use engine::{Engine, EngineConfig, dead_letter_queue_name};
+pub use engine::{
+    Engine, EngineConfig, ExchangeInfo, PublishReceipt, QueueSpec, Tenant, dead_letter_queue_name,
+};
 pub use error::{Error, Result, StoreError};
 pub use extensions::{X_DELAY, X_GROUP_ID, X_TAGS};
+pub use group::{DeathReason, Delivery, DeliveryTag, MessageState};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
 pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};
 pub use queue::{
-    Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, DeathReason, Delivery, DeliveryTag,
-    GroupStats, MessageState, MessageTrace, Overflow, PullRequest, Queue, QueueKind, QueueSettings,
-    QueueStats, StartPosition, TagFilter,
+    Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, GroupStats, MessageTrace, Overflow,
+    PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition, TagFilter,
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 pub use store::records::GroupCounters;
-pub use store::{STORE_FORMAT, StoreStats, SyncPolicy, Ticket};
-pub use tenant::{ExchangeInfo, PREDECLARED, PublishReceipt, QueueSpec, Tenant};
+pub use store::{MemoryStore, STORE_FORMAT, Storage, StoreStats, SyncPolicy, Ticket};
+pub use tenant::PREDECLARED;

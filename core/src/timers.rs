@@ -1,31 +1,31 @@
 //! One thread that runs time-driven work: ack deadlines, TTLs, queue expiry,
 //! retention sweeps (per queue) and delayed messages coming due.
 //!
-//! Queues arm the timer for their next deadline; the thread sleeps until the
+//! Whatever needs waking at a time ([`Timed`]: a queue, the delayed-message
+//! schedule) arms the timer for its next deadline; the thread sleeps until the
 //! earliest one (a condvar wait, so due work runs within a fraction of a
 //! millisecond) and calls back. Targets are held weakly: a deleted queue's
 //! timers just lapse.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::queue::Queue;
-
 /// Something the timer thread calls back.
-pub(crate) enum TimerTarget {
-    Queue(Weak<Queue>),
-    Delays,
+pub(crate) trait Timed: Send + Sync {
+    /// Does the work that came due; returns when to be called again, if the
+    /// target does not arm the timer itself.
+    fn fire(&self) -> Option<Instant>;
 }
 
 struct Item {
     at: Instant,
     n: u64,
-    target: TimerTarget,
+    target: Weak<dyn Timed>,
 }
 
 impl PartialEq for Item {
@@ -54,15 +54,8 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub fn add(&self, at: Instant, queue: Weak<Queue>) {
-        self.push(at, TimerTarget::Queue(queue));
-    }
-
-    pub fn add_delays(&self, at: Instant) {
-        self.push(at, TimerTarget::Delays);
-    }
-
-    fn push(&self, at: Instant, target: TimerTarget) {
+    /// Calls `target` back at `at` (unless it is gone by then).
+    pub fn add(&self, at: Instant, target: Weak<dyn Timed>) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut h = self.heap.lock();
         let earliest = h.peek().is_none_or(|Reverse(i)| at < i.at);
@@ -79,9 +72,8 @@ impl Timers {
         self.wake.notify_all();
     }
 
-    /// The thread's loop; `delays` is called for `TimerTarget::Delays` and
-    /// returns when it wants to run next.
-    pub fn run(self: &Arc<Self>, delays: impl Fn() -> Option<Instant>) {
+    /// The thread's loop, until [`Timers::stop`].
+    pub fn run(&self) {
         let mut due = Vec::new();
         loop {
             {
@@ -108,18 +100,11 @@ impl Timers {
                     }
                 }
             }
-            for target in due.drain(..) {
-                match target {
-                    TimerTarget::Queue(w) => {
-                        if let Some(q) = w.upgrade() {
-                            q.on_timer();
-                        }
-                    }
-                    TimerTarget::Delays => {
-                        if let Some(next) = delays() {
-                            self.add_delays(next);
-                        }
-                    }
+            for weak in due.drain(..) {
+                if let Some(target) = weak.upgrade()
+                    && let Some(next) = target.fire()
+                {
+                    self.add(next, weak);
                 }
             }
         }

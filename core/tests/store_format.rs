@@ -89,7 +89,10 @@ async fn a_data_dir_of_store_format_1_opens_with_everything_in_it() {
     // retained: the shared body too; group g2 had acked it.
     let retained = t.queue("retained").unwrap();
     assert_eq!(bodies(&retained, "g2"), []);
-    assert_eq!(bodies(&retained, DEFAULT_GROUP), [("shared".to_owned(), false)]);
+    assert_eq!(
+        bodies(&retained, DEFAULT_GROUP),
+        [("shared".to_owned(), false)]
+    );
 
     // fifo: f0 (key k1) acked; the heads of k2 and k1 are f1 and f2.
     let fifo = t.queue("fifo").unwrap();
@@ -148,6 +151,9 @@ async fn a_data_dir_of_store_format_1_opens_with_everything_in_it() {
     let receipt = t.publish(fresh).unwrap();
     assert_eq!(receipt.routed, 1);
     assert!(receipt.message_id > old_id);
-    assert_eq!(bodies(&classic, DEFAULT_GROUP), [("after".to_owned(), false)]);
+    assert_eq!(
+        bodies(&classic, DEFAULT_GROUP),
+        [("after".to_owned(), false)]
+    );
     e.close();
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Delivery, DeliveryTag, Queue, TagFilter};
+use super::{Queue, TagFilter};
 use crate::error::{Error, Result};
+use crate::group::{Delivery, DeliveryTag};
 
 /// How a consumer wants its messages.
 #[derive(Clone, Debug, Default)]

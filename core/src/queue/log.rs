@@ -4,15 +4,12 @@
 //! Messages leave memory when the window outgrows its budget (oldest first)
 //! and leave the log only from the head, once every group has settled them
 //! and their retention has passed. Groups read the log through their own
-//! cursors; a group behind the window reads from disk (see `group.rs`).
+//! cursors; a group behind the window reads from disk (see `crate::group`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::error::Result;
 use crate::message::{Message, UnixMillis};
-use crate::store::Store;
-use crate::store::records::{LogBody, LogRecord};
 
 use super::QueueSettings;
 
@@ -180,26 +177,6 @@ impl Log {
         if self.window_start < new_head {
             self.window_start = new_head;
         }
-    }
-
-    /// Decodes a stored record into an entry; `None` when the record is a
-    /// memory-only message from before a restart.
-    pub fn entry_from_record(
-        store: &Store,
-        settings: &QueueSettings,
-        record: LogRecord,
-    ) -> Result<Option<Entry>> {
-        if record.transient_epoch.is_some_and(|e| e != store.epoch) {
-            return Ok(None);
-        }
-        let msg = match record.body {
-            LogBody::Inline(m) => *m,
-            LogBody::Shared(id) => match store.get_body(id)? {
-                Some(m) => m,
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(Entry::new(Arc::new(msg), settings)))
     }
 }
 

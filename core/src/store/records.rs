@@ -1,42 +1,13 @@
-//! The records the engine stores, encoded with postcard. Every record type is
-//! versioned by the store's format string (see `mod.rs`); a change of any of
-//! these shapes changes that string.
+//! The catalog records the engine stores: what a tenant, exchange, binding,
+//! queue, group or delayed message is, as data. Backends store them as they
+//! like; the disk backend encodes them with postcard, so a change of any of
+//! these shapes changes its format string ([`crate::STORE_FORMAT`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
 use crate::message::{Headers, Message};
 use crate::queue::{QueueSettings, TagFilter};
 use crate::routing::{BindingSpec, ExchangeSpec};
-
-/// A message in a queue's log.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct LogRecord {
-    /// Set for a non-persistent message written only to free memory: it is
-    /// ignored after a restart (a new epoch).
-    pub transient_epoch: Option<u64>,
-    pub body: LogBody,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) enum LogBody {
-    Inline(Box<Message>),
-    /// Stored once in the `bodies` keyspace because several queues hold it.
-    Shared(u64),
-}
-
-/// The same as [`LogRecord`] but borrowing the message, so writing does not clone it.
-#[derive(Serialize)]
-pub(crate) struct LogRecordRef<'a> {
-    pub transient_epoch: Option<u64>,
-    pub body: LogBodyRef<'a>,
-}
-
-#[derive(Serialize)]
-pub(crate) enum LogBodyRef<'a> {
-    Inline(&'a Message),
-    Shared(u64),
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct TenantRecord {
@@ -121,40 +92,9 @@ pub(crate) struct DelayedRecord {
     pub message: Message,
 }
 
-/// The same as [`DelayedRecord`], borrowing.
-#[derive(Serialize)]
-pub(crate) struct DelayedRecordRef<'a> {
-    pub tenant: &'a str,
-    pub queues: &'a [u64],
-    pub message: &'a Message,
-}
-
-/// Which (queue, seq) log entries still refer to a body stored once for several queues.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct SharedRefsRecord {
-    pub holders: Vec<(u64, u64)>,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RetainedRecord {
     pub tenant: String,
     pub topic: String,
     pub message: Message,
-}
-
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // postcard cannot fail on in-memory structures of these types (no maps with
-    // non-string keys, no unsized sequences); an empty record would be refused at
-    // decode time and reported as corruption.
-    postcard::to_stdvec(value).unwrap_or_default()
-}
-
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    keyspace: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        keyspace,
-        reason: e.to_string(),
-    })
 }

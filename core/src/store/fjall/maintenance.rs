@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fjall::Keyspace;
 use parking_lot::{Condvar, Mutex};
 
-use super::LogHeads;
+use super::heads::LogHeads;
 
 /// Entries trimmed before a full compaction is worth its cost.
 const TRIM_THRESHOLD: u64 = 200_000;

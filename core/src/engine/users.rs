@@ -1,0 +1,100 @@
+//! Users and permissions: the engine's side of authentication (the
+//! checks themselves are in `crate::auth`).
+
+use std::net::IpAddr;
+
+use super::{Engine, EngineInner};
+use crate::auth::{self, Permission, Principal, UserInfo, UserRecord};
+use crate::error::{Error, Result};
+use crate::names::check_name;
+use crate::store::Write;
+
+impl Engine {
+    /// Checks a login; `peer` is the client's address (loopback-only users are
+    /// refused from elsewhere).
+    pub fn authenticate(
+        &self,
+        user: &str,
+        password: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
+        self.inner.users.authenticate(user, password, peer)
+    }
+
+    /// A user's principal without a password check (anonymous logins mapped to a user).
+    pub fn principal(&self, user: &str) -> Result<Principal> {
+        self.inner.users.principal(user)
+    }
+
+    /// Creates or replaces a user (password hashed; permissions kept on replace).
+    pub fn put_user(&self, name: &str, password: &str, tags: Vec<String>) -> Result<()> {
+        check_name("user", name)?;
+        let permissions = self
+            .inner
+            .users
+            .get(name)
+            .map(|u| u.permissions.clone())
+            .unwrap_or_default();
+        let rec = UserRecord {
+            name: name.to_owned(),
+            password_hash: auth::hash_password(password)?,
+            tags,
+            loopback_only: false,
+            permissions,
+        };
+        self.inner.save_user(rec);
+        Ok(())
+    }
+
+    /// Deletes a user.
+    pub fn delete_user(&self, name: &str) -> Result<()> {
+        if !self.inner.users.remove(name) {
+            return Err(Error::not_found("user", name));
+        }
+        self.inner
+            .services
+            .store
+            .submit(Write::ForgetUser(name.to_owned()), true);
+        Ok(())
+    }
+
+    /// Sets a user's permission on a tenant (replacing the previous one).
+    pub fn set_permission(&self, user: &str, permission: Permission) -> Result<()> {
+        auth::validate_permission(&permission)?;
+        let mut rec = (*self
+            .inner
+            .users
+            .get(user)
+            .ok_or_else(|| Error::not_found("user", user))?)
+        .clone();
+        rec.permissions.retain(|p| p.tenant != permission.tenant);
+        rec.permissions.push(permission);
+        self.inner.save_user(rec);
+        Ok(())
+    }
+
+    /// Removes a user's permission on a tenant.
+    pub fn clear_permission(&self, user: &str, tenant: &str) -> Result<()> {
+        let mut rec = (*self
+            .inner
+            .users
+            .get(user)
+            .ok_or_else(|| Error::not_found("user", user))?)
+        .clone();
+        rec.permissions.retain(|p| p.tenant != tenant);
+        self.inner.save_user(rec);
+        Ok(())
+    }
+
+    /// Every user.
+    pub fn users(&self) -> Vec<UserInfo> {
+        self.inner.users.list()
+    }
+}
+
+impl EngineInner {
+    pub(super) fn save_user(&self, rec: UserRecord) {
+        self.store().submit(Write::User(rec.clone()), true);
+        self.users.put(rec);
+    }
+}

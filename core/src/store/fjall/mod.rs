@@ -1,0 +1,369 @@
+//! The embedded backend: one fjall database in the data directory. Nothing
+//! outside this folder knows fjall.
+//!
+//! Keyspaces:
+//! - `meta`: tenants, users, exchanges, bindings, queues, group snapshots,
+//!   retained messages, adapter state, counters (keys in `keys.rs`);
+//! - `log`: every queue's messages, keyed by (queue id, sequence number);
+//! - `bodies`: messages stored once for several durable queues;
+//! - `delayed`: messages waiting for their delivery time, keyed by (due, id).
+//!
+//! Files: `write.rs` turns a batch of writes into one fjall batch; `load.rs`
+//! reads the catalog back at start; `heads.rs` drops log entries below each
+//! queue's head during compactions; `maintenance.rs` gives the disk back after
+//! a backlog drained; `codec.rs` and `keys.rs` are the on-disk format.
+
+mod codec;
+mod heads;
+mod keys;
+mod load;
+mod maintenance;
+mod write;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
+use parking_lot::Mutex;
+
+use self::codec::{LogBody, LogRecord, decode};
+use self::heads::LogHeads;
+use self::keys::kind;
+use super::backend::{AdapterRecords, Backend, Catalog, DelayedSchedule, LogRead, StoredQueue};
+use super::records::DelayedRecord;
+use super::writes::Write;
+use crate::error::{Result, StoreError};
+use crate::message::Message;
+
+/// The format this build writes. Any change to a record shape changes it.
+pub const STORE_FORMAT: &str = "gateway-store-1";
+
+/// Largest memtable of the message keyspaces: memtables hold whole values
+/// until they are flushed (blobs included), so this bounds what a fast
+/// publisher keeps in memory.
+const MEMTABLE_BYTES: u64 = 16 << 20;
+/// Journal bytes kept before fjall flushes the keyspaces that pin the oldest.
+const MAX_JOURNALS_BYTES: u64 = 128 << 20;
+/// Above this many bytes in memtables (flushes falling behind), publishers
+/// should slow down.
+const MEMTABLE_PRESSURE_BYTES: u64 = 80 << 20;
+
+/// Which compaction filter a keyspace gets (fjall's assigner type, not exported by it).
+type FilterAssigner =
+    Arc<dyn Fn(&str) -> Option<Arc<dyn fjall::compaction::filter::Factory>> + Send + Sync>;
+
+pub(crate) struct FjallBackend {
+    db: Database,
+    meta: Keyspace,
+    log: Keyspace,
+    bodies: Keyspace,
+    delayed: Keyspace,
+    /// Incremented at every start; marks memory-only messages spilled to disk,
+    /// so that they are not read back after a restart.
+    epoch: u64,
+    /// Where each queue's log starts (drives the compaction filter).
+    heads: Arc<LogHeads>,
+    maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop_maintenance: Arc<maintenance::Stop>,
+}
+
+/// fjall's error, with what we were doing.
+fn fjall_err(context: impl Into<String>) -> impl FnOnce(fjall::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Backend {
+        context,
+        source: Box::new(source),
+    }
+}
+
+impl FjallBackend {
+    /// Opens (or creates) the store in `dir` and starts its maintenance thread.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<FjallBackend>> {
+        if dir.as_os_str().is_empty() {
+            return Err(StoreError::Io {
+                context: "opening the data directory".into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path is empty"),
+            }
+            .into());
+        }
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("creating data directory {}", dir.display()),
+            source,
+        })?;
+        let heads = Arc::new(LogHeads::default());
+        let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(
+            heads::LogFilterFactory(std::panic::AssertUnwindSafe(Arc::clone(&heads))),
+        );
+        let assigner: FilterAssigner =
+            Arc::new(move |keyspace: &str| (keyspace == "log").then(|| Arc::clone(&factory)));
+        // Journals are deleted only once every keyspace has flushed what they
+        // hold; the metadata keyspace takes small writes into each of them and
+        // rarely fills a memtable, so without a cap fjall's default (512 MiB of
+        // journals) stays on disk after a backlog has drained.
+        let builder = Database::builder(dir)
+            .with_compaction_filter_factories(assigner)
+            .max_journaling_size(MAX_JOURNALS_BYTES)
+            .cache_size(cache_bytes);
+        let db = match builder.open() {
+            Ok(db) => db,
+            Err(fjall::Error::Locked) => {
+                return Err(StoreError::Locked(dir.display().to_string()).into());
+            }
+            Err(e) => {
+                return Err(
+                    fjall_err(format!("opening data directory {}", dir.display()))(e).into(),
+                );
+            }
+        };
+        let blobs = || {
+            KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(KvSeparationOptions::default()))
+                .max_memtable_size(MEMTABLE_BYTES)
+        };
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(fjall_err("opening keyspace meta"))?;
+        let log = db
+            .keyspace("log", blobs)
+            .map_err(fjall_err("opening keyspace log"))?;
+        let bodies = db
+            .keyspace("bodies", blobs)
+            .map_err(fjall_err("opening keyspace bodies"))?;
+        let delayed = db
+            .keyspace("delayed", blobs)
+            .map_err(fjall_err("opening keyspace delayed"))?;
+        check_format(dir, &meta, &log)?;
+        let epoch_key = keys::counter("epoch");
+        let epoch = load::read_u64(&meta, &epoch_key)?.unwrap_or(0) + 1;
+        meta.insert(&epoch_key, epoch.to_be_bytes())
+            .map_err(fjall_err("writing epoch"))?;
+        db.persist(PersistMode::SyncAll)
+            .map_err(fjall_err("syncing"))?;
+
+        let stop_maintenance = Arc::new(maintenance::Stop::default());
+        let (log2, heads2, stop) = (
+            log.clone(),
+            Arc::clone(&heads),
+            Arc::clone(&stop_maintenance),
+        );
+        let handle = std::thread::Builder::new()
+            .name("gw-maintenance".into())
+            .spawn(move || maintenance::run(log2, heads2, stop))
+            .map_err(|source| StoreError::Io {
+                context: "starting the maintenance thread".into(),
+                source,
+            })?;
+        Ok(Arc::new(FjallBackend {
+            db,
+            meta,
+            log,
+            bodies,
+            delayed,
+            epoch,
+            heads,
+            maintenance: Mutex::new(Some(handle)),
+            stop_maintenance,
+        }))
+    }
+
+    /// A stored log record as the message it holds, or `None` when it is
+    /// gone (a memory-only message of an earlier run, a deleted shared body).
+    fn message_of(&self, record: LogRecord) -> Result<Option<Arc<Message>>, StoreError> {
+        if record.transient_epoch.is_some_and(|e| e != self.epoch) {
+            return Ok(None);
+        }
+        let message = match record.body {
+            LogBody::Inline(m) => *m,
+            LogBody::Shared(id) => {
+                match self
+                    .bodies
+                    .get(id.to_be_bytes())
+                    .map_err(fjall_err("reading bodies"))?
+                {
+                    Some(v) => decode("bodies", &v)?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(Arc::new(message)))
+    }
+}
+
+/// A new data directory gets the format string; an existing one must have ours.
+fn check_format(dir: &Path, meta: &Keyspace, log: &Keyspace) -> Result<()> {
+    let format_key = [kind::FORMAT];
+    match meta
+        .get(format_key)
+        .map_err(fjall_err("reading store format"))?
+    {
+        Some(found) if &*found == STORE_FORMAT.as_bytes() => Ok(()),
+        Some(found) => Err(StoreError::Format {
+            dir: dir.display().to_string(),
+            found: String::from_utf8_lossy(&found).into_owned(),
+            expected: STORE_FORMAT,
+        }
+        .into()),
+        None => {
+            let empty = meta.is_empty().map_err(fjall_err("reading meta"))?
+                && log.is_empty().map_err(fjall_err("reading log"))?;
+            if !empty {
+                return Err(StoreError::Format {
+                    dir: dir.display().to_string(),
+                    found: "(none)".into(),
+                    expected: STORE_FORMAT,
+                }
+                .into());
+            }
+            meta.insert(format_key, STORE_FORMAT.as_bytes())
+                .map_err(fjall_err("writing store format"))?;
+            Ok(())
+        }
+    }
+}
+
+impl Backend for FjallBackend {
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        write::apply(self, batch).map_err(fjall_err("writing a batch"))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db
+            .persist(PersistMode::SyncData)
+            .map_err(fjall_err("syncing"))
+    }
+
+    fn read_log(
+        &self,
+        queue: u64,
+        from: u64,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<LogRead, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for guard in self
+            .log
+            .range(keys::log_key(queue, from)..=keys::log_key(queue, u64::MAX))
+        {
+            let (k, v) = guard.into_inner().map_err(fjall_err("reading queue log"))?;
+            let Some((_, seq)) = keys::parse_log_key(&k) else {
+                continue;
+            };
+            bytes += v.len() as u64;
+            out.push((seq, self.message_of(decode("log", &v)?)?));
+            if out.len() >= max || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_log(&self, queue: u64, seq: u64) -> Result<Option<Arc<Message>>, StoreError> {
+        match self
+            .log
+            .get(keys::log_key(queue, seq))
+            .map_err(fjall_err("reading queue log"))?
+        {
+            Some(v) => self.message_of(decode("log", &v)?),
+            None => Ok(None),
+        }
+    }
+
+    fn log_holes(
+        &self,
+        queue: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let mut present = Vec::new();
+        for guard in self
+            .log
+            .range(keys::log_key(queue, from)..keys::log_key(queue, to))
+        {
+            let k = guard.key().map_err(fjall_err("reading queue log"))?;
+            if let Some((_, seq)) = keys::parse_log_key(&k) {
+                present.push(seq);
+            }
+        }
+        Ok(super::backend::holes_between(from, to, present, limit))
+    }
+
+    fn load_catalog(&self) -> Result<Catalog, StoreError> {
+        load::catalog(&self.meta)
+    }
+
+    fn load_queue(&self, id: u64) -> Result<StoredQueue, StoreError> {
+        let mut stored = load::queue(&self.meta, id)?;
+        let range = keys::log_key(id, 0)..=keys::log_key(id, u64::MAX);
+        stored.last_seq = match self.log.range(range).next_back() {
+            Some(g) => {
+                let k = g.key().map_err(fjall_err("reading queue log"))?;
+                keys::parse_log_key(&k).map(|(_, s)| s)
+            }
+            None => None,
+        };
+        Ok(stored)
+    }
+
+    fn load_delayed(&self) -> Result<DelayedSchedule, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.delayed.iter() {
+            let (k, v) = guard.into_inner().map_err(fjall_err("reading delayed"))?;
+            let Some(key) = keys::parse_log_key(&k) else {
+                continue;
+            };
+            out.push((key, decode("delayed", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn get_delayed(&self, due: u64, id: u64) -> Result<Option<DelayedRecord>, StoreError> {
+        match self
+            .delayed
+            .get(keys::delay_key(due, id))
+            .map_err(fjall_err("reading delayed"))?
+        {
+            Some(v) => Ok(Some(decode("delayed", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn load_adapter_state(&self, namespace: &str) -> Result<AdapterRecords, StoreError> {
+        load::adapter_state(&self.meta, namespace)
+    }
+
+    fn set_log_head(&self, queue: u64, head: u64) {
+        self.heads.set(queue, head);
+    }
+
+    fn drop_log(&self, queue: u64) {
+        self.heads.remove(queue);
+    }
+
+    fn catalog_loaded(&self, next_queue_id: u64) {
+        self.heads.arm(next_queue_id);
+    }
+
+    fn under_pressure(&self) -> bool {
+        // Memtables waiting for flushes that a busy machine has not run yet.
+        self.db.write_buffer_size() > MEMTABLE_PRESSURE_BYTES
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.stop_maintenance.stop();
+        if let Some(h) = self.maintenance.lock().take() {
+            let _ = h.join();
+        }
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(fjall_err("syncing at close"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
