@@ -43,7 +43,8 @@ use slots::{Recovered, Slot, SlotState};
 pub(crate) use source::Source;
 pub(crate) use take::Taker;
 
-use crate::queue::{Entry, Log, QueueKind, QueueSettings, TagFilter};
+use crate::queue::log::{Entry, Log};
+use crate::queue::settings::{QueueKind, QueueSettings, TagFilter};
 use crate::store::records::{GroupCounters, GroupRecord};
 
 /// How many messages a priority queue's group reads ahead to find the highest priority.
@@ -239,3 +240,6 @@ fn estimate_scanned(log: &Log, seq: u64) -> u64 {
     let avg = log.retained_bytes / len;
     log.appended_bytes.saturating_sub(unread * avg)
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::message::UnixMillis;
-use crate::queue::{Entry, Log};
+use crate::queue::log::{Entry, Log};
 
 impl Group {
     pub(super) fn check_in_flight(&self, tag: DeliveryTag) -> Result<(u32, u32)> {

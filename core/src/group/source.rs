@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use crate::message::UnixMillis;
-use crate::queue::{Entry, Log, QueueSettings};
+use crate::queue::log::{Entry, Log};
+use crate::queue::settings::QueueSettings;
 use crate::store::Store;
 
 /// Read access to the log for one operation.

@@ -24,7 +24,7 @@ use super::{
     DeathReason, Delivery, DeliveryTag, Effects, Group, MAX_SKIPS_PER_CALL, PRIORITY_LOOKAHEAD,
     READ_AHEAD, Source,
 };
-use crate::queue::Entry;
+use crate::queue::log::Entry;
 
 /// How a consumer (or a pull) asks for messages.
 pub(crate) struct Taker {

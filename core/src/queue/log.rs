@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::message::{Message, UnixMillis};
 
-use super::QueueSettings;
+use super::settings::QueueSettings;
 
 /// A message as one queue holds it.
 #[derive(Clone, Debug)]

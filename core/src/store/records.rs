@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::message::{Headers, Message};
-use crate::queue::{QueueSettings, TagFilter};
-use crate::routing::{BindingSpec, ExchangeSpec};
+use crate::queue::settings::{QueueSettings, TagFilter};
+use crate::routing::spec::{BindingSpec, ExchangeSpec};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct TenantRecord {

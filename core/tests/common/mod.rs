@@ -5,14 +5,49 @@
 use std::time::Duration;
 
 use gw_core::{
-    ConsumerSpec, DEFAULT_GROUP, Delivery, Engine, EngineConfig, Message, Queue, QueueSettings,
-    QueueSpec, SyncPolicy,
+    ConsumerSpec, DEFAULT_GROUP, Delivery, Engine, EngineConfig, MemoryStore, Message, Queue,
+    QueueSettings, QueueSpec, SyncPolicy,
 };
 
 pub fn open(dir: &std::path::Path) -> Engine {
     let mut c = EngineConfig::new(dir);
     c.sync = SyncPolicy::Never;
     Engine::open(c).expect("engine opens")
+}
+
+/// Where a test's engine keeps its state. Opening again is a restart: the
+/// new engine recovers what the previous one stored.
+pub enum Backend {
+    /// fjall in a temporary data directory.
+    Fjall(tempfile::TempDir),
+    /// Memory that outlives the engines opened on it.
+    Memory(MemoryStore),
+}
+
+impl Backend {
+    pub fn fjall() -> Self {
+        Backend::Fjall(tempfile::tempdir().expect("temporary directory"))
+    }
+
+    pub fn memory() -> Self {
+        Backend::Memory(MemoryStore::new())
+    }
+
+    /// The engine's configuration on this backend (no fsync: tests only
+    /// need writes to reach the operating system).
+    pub fn config(&self) -> EngineConfig {
+        let mut c = match self {
+            Backend::Fjall(dir) => EngineConfig::new(dir.path()),
+            Backend::Memory(store) => EngineConfig::in_memory(store),
+        };
+        c.sync = SyncPolicy::Never;
+        c
+    }
+
+    /// Opens an engine on it (again: a restart).
+    pub fn open(&self) -> Engine {
+        Engine::open(self.config()).expect("engine opens")
+    }
 }
 
 pub fn msg(key: &str, body: &str) -> Message {

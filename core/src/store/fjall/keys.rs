@@ -4,7 +4,7 @@
 //! the on-disk format.
 
 use super::codec::encode;
-use crate::routing::BindingSpec;
+use crate::routing::spec::BindingSpec;
 
 /// Meta keyspace record kinds (first key byte).
 pub(crate) mod kind {

@@ -1,9 +1,6 @@
 //! Property test of the delivery state machine: random publish / take / ack /
 //! nack / consumer loss / restart sequences never lose a message, never hand
 //! out a settled one again, and never break a FIFO key's order.
-#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -11,6 +8,9 @@ use gw_core::{
     Consumer, ConsumerSpec, DEFAULT_GROUP, Delivery, Engine, QueueKind, QueueSettings, QueueSpec,
 };
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::common::{self, Backend};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -53,8 +53,8 @@ fn id_of(d: &Delivery) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn open_world(dir: &std::path::Path, fifo: bool) -> World {
-    let engine = common::open(dir);
+fn open_world(b: &Backend, fifo: bool) -> World {
+    let engine = b.open();
     let kind = if fifo {
         QueueKind::Fifo
     } else {
@@ -130,13 +130,12 @@ fn check_delivery(
     Ok(())
 }
 
-fn run(ops: Vec<Op>, fifo: bool) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
+fn run(b: Backend, ops: Vec<Op>, fifo: bool) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut w = open_world(dir.path(), fifo);
+    let mut w = open_world(&b, fifo);
     let mut m = Model {
         open: BTreeMap::new(),
         settled: BTreeSet::new(),
@@ -188,7 +187,7 @@ fn run(ops: Vec<Op>, fifo: bool) -> Result<(), TestCaseError> {
                 w.held.clear();
                 w.engine.close();
                 drop(w);
-                w = open_world(dir.path(), fifo);
+                w = open_world(&b, fifo);
             }
         }
     }
@@ -228,16 +227,22 @@ fn run(ops: Vec<Op>, fifo: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn standard_queue_never_loses_or_resurrects(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops, false)?;
+/// Runs 48 random sequences, each on a fresh backend from `backend`.
+fn check(backend: fn() -> Backend, fifo: bool) {
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let ops = proptest::collection::vec(op(), 1..60);
+    if let Err(e) = runner.run(&ops, |ops| run(backend(), ops, fifo)) {
+        panic!("{e}");
     }
+}
 
-    #[test]
-    fn fifo_queue_keeps_key_order(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops, true)?;
-    }
+pub fn standard_queue_never_loses_or_resurrects(backend: fn() -> Backend) {
+    check(backend, false);
+}
+
+pub fn fifo_queue_keeps_key_order(backend: fn() -> Backend) {
+    check(backend, true);
 }

@@ -1,21 +1,16 @@
 //! The engine's public API: queues, groups, acks, FIFO, delay, tags, dead letters.
-#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gw_core::{
     BindingSpec, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, Destination, Error, ExchangeKind,
     ExchangeSpec, HeaderValue, Overflow, PullRequest, QueueKind, QueueSettings, StartPosition,
     TagFilter,
 };
 
-#[tokio::test]
-async fn publish_consume_ack_and_redeliver_on_nack() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn publish_consume_ack_and_redeliver_on_nack(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, created) = t
         .declare_queue("q", spec(QueueSettings::classic()))
@@ -51,10 +46,8 @@ async fn publish_consume_ack_and_redeliver_on_nack() {
     e.close();
 }
 
-#[tokio::test]
-async fn groups_each_see_every_message_and_consumers_compete() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn groups_each_see_every_message_and_consumers_compete(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, _) = t
         .declare_queue("fan", spec(QueueSettings::default()))
@@ -99,10 +92,8 @@ async fn groups_each_see_every_message_and_consumers_compete() {
     e.close();
 }
 
-#[tokio::test]
-async fn fifo_keeps_order_per_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn fifo_keeps_order_per_key(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let s = QueueSettings {
         kind: QueueKind::Fifo,
@@ -143,10 +134,8 @@ async fn fifo_keeps_order_per_key() {
     e.close();
 }
 
-#[tokio::test]
-async fn delayed_messages_wait_for_their_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn delayed_messages_wait_for_their_time(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, _) = t
         .declare_queue("d", spec(QueueSettings::classic()))
@@ -180,10 +169,8 @@ async fn delayed_messages_wait_for_their_time() {
     e.close();
 }
 
-#[tokio::test]
-async fn tag_filters_skip_without_blocking() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn tag_filters_skip_without_blocking(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, _) = t
         .declare_queue("tags", spec(QueueSettings::default()))
@@ -240,10 +227,8 @@ async fn tag_filters_skip_without_blocking() {
     e.close();
 }
 
-#[tokio::test]
-async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     t.declare_exchange("dlx", ExchangeSpec::new(ExchangeKind::Fanout))
         .unwrap();
@@ -300,10 +285,8 @@ async fn rejected_and_over_limit_messages_are_dead_lettered_with_x_death() {
     e.close();
 }
 
-#[tokio::test]
-async fn ttl_expires_into_dead_letters_and_max_length_drops_head() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn ttl_expires_into_dead_letters_and_max_length_drops_head(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (dlq, _) = t
         .declare_queue("expired", spec(QueueSettings::classic()))
@@ -352,10 +335,8 @@ async fn ttl_expires_into_dead_letters_and_max_length_drops_head() {
     e.close();
 }
 
-#[tokio::test]
-async fn rewind_replays_from_a_sequence_or_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn rewind_replays_from_a_sequence_or_time(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, _) = t
         .declare_queue("log", spec(QueueSettings::default()))
@@ -392,10 +373,8 @@ async fn rewind_replays_from_a_sequence_or_time() {
     e.close();
 }
 
-#[tokio::test]
-async fn bad_input_gets_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn bad_input_gets_typed_errors(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     assert!(matches!(
         t.declare_queue("", spec(QueueSettings::default())),
@@ -465,10 +444,8 @@ async fn bad_input_gets_typed_errors() {
     e.close();
 }
 
-#[tokio::test]
-async fn topic_and_fanout_broadcast_to_many_queues() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn topic_and_fanout_broadcast_to_many_queues(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let mut queues = Vec::new();
     for i in 0..50 {
@@ -502,10 +479,8 @@ async fn topic_and_fanout_broadcast_to_many_queues() {
     e.close();
 }
 
-#[tokio::test]
-async fn retention_keeps_settled_messages_for_rewind_then_deletes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn retention_keeps_settled_messages_for_rewind_then_deletes_them(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let s = QueueSettings {
         retention_ms: 600,
@@ -543,10 +518,8 @@ async fn retention_keeps_settled_messages_for_rewind_then_deletes_them() {
     e.close();
 }
 
-#[tokio::test]
-async fn many_groups_and_a_priority_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn many_groups_and_a_priority_queue(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let (q, _) = t
         .declare_queue("wide", spec(QueueSettings::classic()))
@@ -583,10 +556,8 @@ async fn many_groups_and_a_priority_queue() {
     e.close();
 }
 
-#[tokio::test]
-async fn per_group_dead_letters_and_lease_timeouts() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn per_group_dead_letters_and_lease_timeouts(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let s = QueueSettings {
         max_deliveries: Some(2),
@@ -633,10 +604,8 @@ async fn per_group_dead_letters_and_lease_timeouts() {
     e.close();
 }
 
-#[tokio::test]
-async fn message_tracking_tells_each_groups_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+pub async fn message_tracking_tells_each_groups_state(b: Backend) {
+    let e = b.open();
     let t = e.tenant("/").unwrap();
     let s = QueueSettings {
         max_deliveries: Some(1),
