@@ -219,6 +219,11 @@ impl Users {
         }
     }
 
+    /// Every user's stored record.
+    pub fn records(&self) -> Vec<Arc<UserRecord>> {
+        self.users.read().values().cloned().collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<UserRecord>> {
         self.users.read().get(name).cloned()
     }

@@ -83,6 +83,27 @@ impl Delays {
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
     }
+
+    /// Takes one item out of the schedule (its write failed).
+    pub fn remove(&self, due: UnixMillis, id: u64) -> Option<DelayedItem> {
+        let mut s = self.inner.lock();
+        let item = s.items.remove(&(due, id))?;
+        if item.message.is_some() {
+            s.bytes_in_memory -= item.size;
+        }
+        Some(item)
+    }
+
+    /// The keys of every item that is also stored.
+    pub fn stored_keys(&self) -> std::collections::BTreeSet<(UnixMillis, u64)> {
+        self.inner
+            .lock()
+            .items
+            .iter()
+            .filter(|(_, item)| item.stored)
+            .map(|(k, _)| *k)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub enum Error {
     /// A configured limit refused the operation.
     #[error("limit reached: {0}")]
     LimitReached(String),
-    /// The store failed; the engine refuses writes from then on.
+    /// The store failed or cannot write now.
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
     /// The engine is closing.
@@ -85,9 +85,10 @@ pub enum StoreError {
         /// What was wrong with it.
         reason: String,
     },
-    /// An earlier write or sync failed; nothing is written any more.
-    #[error("the store failed earlier and accepts no more writes")]
-    Poisoned,
+    /// The store cannot write now (a write or sync failed: a full disk, no
+    /// file descriptors, …); it keeps trying and writes resume once it can.
+    #[error("the store cannot write now ({0}); writes resume once it can")]
+    NotWritable(String),
     /// File-system error outside the backend's own (creating the directory, …).
     #[error("{context}: {source}")]
     Io {

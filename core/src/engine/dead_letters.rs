@@ -65,7 +65,7 @@ impl EngineInner {
                 .filter(|q| !deadletter::is_cycle(&d.message, q.name()))
                 .collect();
             let mut receipt = PublishReceipt::default();
-            self.append_to(&queues, &Arc::new(m), false, &mut receipt);
+            self.append_to(&queues, &Arc::new(m), false, false, &mut receipt);
         }
     }
 

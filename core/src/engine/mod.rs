@@ -16,6 +16,7 @@ mod publish;
 mod queues;
 mod recovery;
 mod retained;
+mod store_faults;
 mod tenant;
 mod users;
 
@@ -38,7 +39,7 @@ use crate::delay::Delays;
 use crate::error::{Error, Result};
 use crate::message::{UnixMillis, now_millis};
 use crate::queue::{Queue, QueueHost, Services};
-use crate::store::{Store, SyncPolicy, Ticket, Write};
+use crate::store::{Store, StoreHealth, StoreHook, SyncPolicy, Ticket, Write};
 use crate::tenant::TenantState;
 use crate::timers::{Timed, Timers};
 
@@ -108,6 +109,8 @@ pub(crate) struct EngineInner {
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
     connections: Arc<Connections>,
+    /// Log entries whose write failed, removed from the backend once it recovers.
+    lost_entries: Mutex<Vec<(u64, u64)>>,
     /// Distinguishes engines opened in one process (tests open many).
     id: u64,
     me: Weak<EngineInner>,
@@ -159,11 +162,14 @@ impl Engine {
             timer_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
             connections: Arc::new(Connections::default()),
+            lost_entries: Mutex::new(Vec::new()),
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
         });
         let host: Weak<dyn QueueHost> = inner.me.clone();
         services.set_host(host);
+        let hook: Weak<dyn StoreHook> = inner.me.clone();
+        store.set_hook(hook);
         if let Err(e) = inner.recover(catalog) {
             store.close();
             return Err(e);
@@ -184,11 +190,12 @@ impl Engine {
     }
 
     /// Writes every queue's state, syncs and closes the store. The engine refuses
-    /// work afterwards. Idempotent.
-    pub fn close(&self) {
+    /// work afterwards. Idempotent. True when everything was stored and the
+    /// store closed cleanly (false also for a second call).
+    pub fn close(&self) -> bool {
         let e = &self.inner;
         if e.closed.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         e.services.timers.stop();
         if let Some(h) = e.timer_thread.lock().take() {
@@ -203,7 +210,12 @@ impl Engine {
             }
         }
         e.services.store.submit_all(writes, true);
-        e.services.store.close();
+        e.services.store.close()
+    }
+
+    /// Whether the store can write now, and its failures so far.
+    pub fn store_health(&self) -> StoreHealth {
+        self.inner.services.store.health()
     }
 
     /// An id unique to this engine among those opened by the process (adapters

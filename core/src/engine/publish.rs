@@ -20,6 +20,7 @@ impl EngineInner {
         &self,
         tenant: &Arc<TenantState>,
         mut msg: Message,
+        confirmed: bool,
     ) -> Result<PublishReceipt> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
@@ -35,10 +36,10 @@ impl EngineInner {
             return Ok(receipt);
         }
         if msg.is_persistent()
-            && self.store().is_poisoned()
+            && !self.store().is_writable()
             && queues.iter().any(|q| q.is_durable())
         {
-            return Err(crate::error::StoreError::Poisoned.into());
+            return Err(self.store().not_writable().into());
         }
         if let Some(due) = msg.deliver_at.filter(|&d| d > msg.published_at) {
             let stored = msg.is_persistent() && queues.iter().any(|q| q.is_durable());
@@ -75,17 +76,19 @@ impl EngineInner {
             return Ok(receipt);
         }
         let msg = Arc::new(msg);
-        self.append_to(&queues, &msg, true, &mut receipt);
+        self.append_to(&queues, &msg, true, confirmed, &mut receipt);
         Ok(receipt)
     }
 
     /// Appends one message to several queues, storing its body once when more
-    /// than one of them keeps it on disk.
+    /// than one of them keeps it on disk. `confirmed`: its publisher waits
+    /// for the receipt, so consumers see it only once it is stored.
     pub(super) fn append_to(
         &self,
         queues: &[Arc<Queue>],
         msg: &Arc<Message>,
         sync: bool,
+        confirmed: bool,
         receipt: &mut PublishReceipt,
     ) {
         let durable = queues.iter().filter(|q| q.persist_for(msg)).count();
@@ -105,7 +108,7 @@ impl EngineInner {
                 (true, Some(b)) => Persist::Shared(b),
                 (true, None) => Persist::Inline,
             };
-            match q.append(msg, persist, sync) {
+            match q.append(msg, persist, sync, confirmed) {
                 Appended::Stored { seq, ticket } => {
                     receipt.routed += 1;
                     if ticket.is_some() {
@@ -179,7 +182,7 @@ impl EngineInner {
             }
             if let Some(m) = msg {
                 let mut receipt = PublishReceipt::default();
-                self.append_to(&queues, &m, false, &mut receipt);
+                self.append_to(&queues, &m, false, false, &mut receipt);
             }
             if item.stored {
                 self.store().submit(Write::ForgetDelayed { due, id }, false);

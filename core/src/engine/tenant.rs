@@ -263,7 +263,7 @@ impl Tenant {
         let x = self.source_exchange(&spec.source)?;
         check_binding(&spec, x.spec.kind)?;
         let target = self.inner.target(&spec.destination)?;
-        let durable = x.spec.durable && target_durable(&target);
+        let durable = x.spec.durable && target.is_durable();
         if !x.bind(spec.clone(), target)? {
             return Ok(false);
         }
@@ -324,10 +324,20 @@ impl Tenant {
     // ---- publishing ----
 
     /// Routes and stores a message (`exchange` and `routing_key` are taken from
-    /// it). Returns at once; wait for the receipt's ticket before confirming.
+    /// it) for a publisher that does not wait for a confirm: consumers may
+    /// see it at once, while it is still being written.
     pub fn publish(&self, msg: Message) -> Result<PublishReceipt> {
         check_key("routing key", &msg.routing_key)?;
-        self.engine.publish(&self.inner, msg)
+        self.engine.publish(&self.inner, msg, false)
+    }
+
+    /// Routes and stores a message for a publisher that waits for the
+    /// receipt's ticket before it is told "stored" (AMQP publisher confirms,
+    /// MQTT QoS ≥ 1, HTTP): consumers see it only once it is stored, so a
+    /// message whose publisher is told it failed is never delivered.
+    pub fn publish_confirmed(&self, msg: Message) -> Result<PublishReceipt> {
+        check_key("routing key", &msg.routing_key)?;
+        self.engine.publish(&self.inner, msg, true)
     }
 
     // ---- retained messages (MQTT) ----
@@ -350,13 +360,6 @@ impl Tenant {
             .filter(|(t, _)| matches(t))
             .map(|(t, m)| (t.clone(), Arc::clone(m)))
             .collect()
-    }
-}
-
-fn target_durable(t: &Target) -> bool {
-    match t {
-        Target::Queue(q) => q.is_durable(),
-        Target::Exchange(x) => x.spec.durable,
     }
 }
 

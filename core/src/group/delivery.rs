@@ -96,4 +96,19 @@ pub(crate) struct DeadLetter {
 pub(crate) struct Effects {
     pub dead: Vec<DeadLetter>,
     pub wake: Vec<Arc<Notify>>,
+    /// A group stopped at a message whose write is not decided yet: wake
+    /// its consumers once this ticket is.
+    pub await_ticket: Option<u64>,
+    /// A read of the backend failed: look again a little later.
+    pub retry_read: bool,
+}
+
+impl Effects {
+    /// A group stopped at something not readable now (see `Read::Wait`).
+    pub fn wait_for(&mut self, ticket: Option<u64>) {
+        match ticket {
+            Some(t) => self.await_ticket = self.await_ticket.max(Some(t)),
+            None => self.retry_read = true,
+        }
+    }
 }

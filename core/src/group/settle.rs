@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use super::slots::{Slot, SlotState};
+use super::source::Read;
 use super::take::Scan;
 use super::{
     DeadLetter, DeathReason, DeliveryTag, Effects, Group, MAX_SKIPS_PER_CALL, Source,
@@ -48,7 +49,7 @@ impl Group {
         if requeue {
             self.requeue(tag.seq, src, fx);
         } else {
-            let e = src.random(tag.seq);
+            let e = src.random(tag.seq).into_entry();
             self.dead_letter(tag.seq, e, DeathReason::Rejected, fx);
         }
         Ok(r)
@@ -62,7 +63,7 @@ impl Group {
         }
         let attempts = self.slot(seq).map_or(0, |s| s.attempts);
         if self.max_deliveries.is_some_and(|m| attempts >= m) {
-            let e = src.random(seq);
+            let e = src.random(seq).into_entry();
             self.dead_letter(seq, e, DeathReason::DeliveryLimit, fx);
         } else {
             self.push_ready(seq);
@@ -121,13 +122,13 @@ impl Group {
         for _ in 0..MAX_SKIPS_PER_CALL {
             if let Some(&(Reverse(_), seq)) = self.ready.first() {
                 match src.random(seq) {
-                    Some(e) if e.is_expired(src.now) => {
+                    Read::Entry(e) if e.is_expired(src.now) => {
                         self.pop_ready();
                         self.stats.expired += 1;
                         self.dead_letter(seq, Some(e), DeathReason::Expired, fx);
                         continue;
                     }
-                    Some(e) if e.expires_at != u64::MAX => return Some(e.expires_at),
+                    Read::Entry(e) if e.expires_at != u64::MAX => return Some(e.expires_at),
                     _ => {}
                 }
             }
@@ -181,7 +182,11 @@ impl Group {
                         if let Some(f) = &mut self.fifo {
                             f.forget_pending(seq);
                         }
-                        let e = if dead_letter { src.random(seq) } else { None };
+                        let e = if dead_letter {
+                            src.random(seq).into_entry()
+                        } else {
+                            None
+                        };
                         self.dead_letter(seq, e, DeathReason::MaxLen, fx);
                     }
                     true
@@ -192,7 +197,11 @@ impl Group {
                 }
             }
         } else if let Some(seq) = oldest_ready {
-            let e = if dead_letter { src.random(seq) } else { None };
+            let e = if dead_letter {
+                src.random(seq).into_entry()
+            } else {
+                None
+            };
             self.dead_letter(seq, e, DeathReason::MaxLen, fx);
             true
         } else {

@@ -20,6 +20,7 @@ use std::cmp::Reverse;
 use std::time::Duration;
 
 use super::slots::{Slot, SlotState};
+use super::source::Read;
 use super::{
     DeathReason, Delivery, DeliveryTag, Effects, Group, MAX_SKIPS_PER_CALL, PRIORITY_LOOKAHEAD,
     READ_AHEAD, Source,
@@ -53,24 +54,29 @@ pub(super) enum Scan {
 
 impl Group {
     /// Reads the entry at the cursor, from memory or (behind the window) disk.
-    pub(super) fn sequential(&mut self, src: &Source, seq: u64) -> Option<Entry> {
+    pub(super) fn sequential(&mut self, src: &Source, seq: u64) -> Read {
         if seq >= src.log.window_start() {
             self.read_ahead.clear();
-            return src.log.in_memory(seq).cloned();
+            return src.in_window(seq);
         }
         while self.read_ahead.front().is_some_and(|(s, _)| *s < seq) {
             self.read_ahead.pop_front();
         }
         if self.read_ahead.is_empty() {
-            self.read_ahead
-                .extend(src.load(seq, src.log.window_start(), READ_AHEAD));
+            match src.load(seq, src.log.window_start(), READ_AHEAD) {
+                Ok(entries) => self.read_ahead.extend(entries),
+                Err(()) => return Read::Wait(None),
+            }
             if self.read_ahead.is_empty() {
-                return None;
+                return Read::Missing;
             }
         }
         match self.read_ahead.front() {
-            Some((s, _)) if *s == seq => self.read_ahead.pop_front().map(|(_, e)| e),
-            _ => None,
+            Some((s, _)) if *s == seq => match self.read_ahead.pop_front() {
+                Some((_, e)) => Read::Entry(e),
+                None => Read::Missing,
+            },
+            _ => Read::Missing,
         }
     }
 
@@ -80,7 +86,15 @@ impl Group {
             return Scan::End;
         }
         let seq = self.cursor;
-        let entry = self.sequential(src, seq);
+        let entry = match self.sequential(src, seq) {
+            Read::Entry(e) => Some(e),
+            Read::Missing => None,
+            Read::Wait(ticket) => {
+                // Not visible yet: the cursor stays until it is.
+                fx.wait_for(ticket);
+                return Scan::End;
+            }
+        };
         let (attempts, settled_before) = self.recovered_info(seq);
         self.cursor += 1;
         let Some(e) = entry else {
@@ -151,16 +165,23 @@ impl Group {
             }
             if let Some(seq) = self.pop_ready() {
                 match src.random(seq) {
-                    None => {
+                    Read::Missing => {
                         skips += 1;
                         self.settle(seq, fx);
                     }
-                    Some(e) if e.is_expired(src.now) => {
+                    Read::Wait(ticket) => {
+                        // Unreadable now: keep it ready and stop.
+                        self.push_ready(seq);
+                        self.newly_ready -= 1;
+                        fx.wait_for(ticket);
+                        break;
+                    }
+                    Read::Entry(e) if e.is_expired(src.now) => {
                         skips += 1;
                         self.stats.expired += 1;
                         self.dead_letter(seq, Some(e), DeathReason::Expired, fx);
                     }
-                    Some(e) => {
+                    Read::Entry(e) => {
                         taken.bytes += u64::from(e.size);
                         taken.count += 1;
                         self.deliver(seq, e, t, src, out, fx);

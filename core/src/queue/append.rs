@@ -11,7 +11,15 @@ use crate::store::Write;
 
 impl Queue {
     /// Appends a message. Called by routing, with the message's id and publish time set.
-    pub(crate) fn append(&self, msg: &Arc<Message>, persist: Persist, sync: bool) -> Appended {
+    /// `confirmed`: the publisher waits for the write, so consumers may see
+    /// the message only once it is decided (and never if it failed).
+    pub(crate) fn append(
+        &self,
+        msg: &Arc<Message>,
+        persist: Persist,
+        sync: bool,
+        confirmed: bool,
+    ) -> Appended {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         if st.deleted {
@@ -49,6 +57,7 @@ impl Queue {
             }
         };
         entry.ticket = ticket.unwrap_or(0);
+        entry.gated = confirmed && ticket.is_some();
         st.log.push(entry);
         st.published += 1;
         if self.settings.max_length.is_some() || self.settings.max_bytes.is_some() {
@@ -104,7 +113,7 @@ impl Queue {
             && st
                 .log
                 .front()
-                .is_some_and(|e| e.ticket != 0 && e.ticket <= applied)
+                .is_some_and(|e| e.lost || (e.ticket != 0 && e.ticket <= applied))
         {
             st.log.evict_front();
         }

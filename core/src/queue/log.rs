@@ -24,6 +24,12 @@ pub(crate) struct Entry {
     /// The store ticket of the write that put it on disk (0: not written).
     /// It stays in memory until that write is applied, so readers never miss it.
     pub ticket: u64,
+    /// `ticket` is the write a publisher waits for: consumers may see the
+    /// message only once that write is decided (and not at all if it failed),
+    /// so nothing is delivered that the publisher is told was not stored.
+    pub gated: bool,
+    /// Its write failed: the message is not in the queue.
+    pub lost: bool,
 }
 
 impl Entry {
@@ -39,6 +45,8 @@ impl Entry {
             expires_at,
             size,
             ticket: 0,
+            gated: false,
+            lost: false,
         }
     }
 
@@ -127,6 +135,24 @@ impl Log {
             .iter_mut()
             .enumerate()
             .map(move |(i, e)| (start + i as u64, e))
+    }
+
+    /// Marks an entry whose write failed as gone; `false` when it is not in
+    /// memory (the caller records it as a hole).
+    pub fn mark_lost(&mut self, seq: u64) -> bool {
+        let Some(i) = seq
+            .checked_sub(self.window_start)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return false;
+        };
+        match self.window.get_mut(i) {
+            Some(e) => {
+                e.lost = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes the oldest in-memory entry out of memory (the caller makes sure it is on disk).

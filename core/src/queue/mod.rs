@@ -53,7 +53,10 @@ use crate::error::{Error, Result};
 use crate::group::{Effects, Group, MessageState, Source};
 use crate::message::{Headers, Message, UnixMillis, now_millis};
 use crate::store::records::{GroupCounters, GroupRecord};
-use crate::store::{Snapshot, Store, Ticket};
+use crate::store::{AwaitsTicket, Snapshot, Store, Ticket};
+
+/// How long a queue waits before trying a failed read of the backend again.
+const READ_RETRY: Duration = Duration::from_millis(200);
 
 /// The group every AMQP and MQTT consumer of a queue joins unless told otherwise.
 pub const DEFAULT_GROUP: &str = "default";
@@ -162,6 +165,8 @@ pub struct Queue {
     state: Mutex<QueueState>,
     dirty: AtomicBool,
     timer_at: Mutex<Option<Instant>>,
+    /// A read of the backend failed; the timer wakes consumers to try again.
+    retry_reads: AtomicBool,
 }
 
 pub(crate) struct QueueState {
@@ -255,6 +260,7 @@ impl Queue {
             }),
             dirty: AtomicBool::new(false),
             timer_at: Mutex::new(None),
+            retry_reads: AtomicBool::new(false),
         })
     }
 
@@ -361,6 +367,38 @@ impl Queue {
         {
             self.services.dead_letter(&q, fx.dead);
         }
+        if let Some(ticket) = fx.await_ticket {
+            let me: Weak<dyn AwaitsTicket> = self.me.clone();
+            self.store().when_decided(ticket, me);
+        }
+        if fx.retry_read {
+            self.retry_reads.store(true, Ordering::Release);
+            self.schedule(Instant::now() + READ_RETRY);
+        }
+    }
+
+    /// Log entries whose write failed: no consumer may see them (the
+    /// publisher was told they were not stored).
+    pub(crate) fn mark_lost(&self, seqs: &[u64]) {
+        let mut st = self.state.lock();
+        for &seq in seqs {
+            if seq >= st.log.head && seq < st.log.next_seq && !st.log.mark_lost(seq) {
+                // Already out of memory: readers of the backend skip it.
+                st.log.holes.insert(seq);
+            }
+        }
+    }
+
+    /// Wakes every consumer and waiter of every group: what they stopped at
+    /// may be readable now.
+    fn wake_everyone(&self) {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        for g in &mut st.groups {
+            g.wake_all(&mut fx);
+        }
+        drop(st);
+        self.finish(fx);
     }
 
     /// Arms the queue's timer for `at` unless an earlier one is armed.
@@ -402,4 +440,12 @@ impl Queue {
 fn instant_at(at: UnixMillis) -> Instant {
     let now = now_millis();
     Instant::now() + Duration::from_millis(at.saturating_sub(now))
+}
+
+/// Consumers stopped at a message not yet stored look again once it is
+/// (stored or failed).
+impl AwaitsTicket for Queue {
+    fn ticket_decided(&self) {
+        self.wake_everyone();
+    }
 }

@@ -1,6 +1,7 @@
 //! Time-driven work of a queue (ack deadlines, TTL, queue expiry,
 //! retention), run by the engine's timer thread.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Queue, QueueState, instant_at};
@@ -11,6 +12,9 @@ impl Queue {
     /// Timer work: ack deadlines, TTL, queue expiry, retention; re-arms itself.
     fn on_timer(&self) {
         *self.timer_at.lock() = None;
+        if self.retry_reads.swap(false, Ordering::AcqRel) {
+            self.wake_everyone();
+        }
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         if st.deleted {

@@ -28,6 +28,16 @@ pub(crate) enum Target {
     Exchange(Arc<Exchange>),
 }
 
+impl Target {
+    /// Survives restarts (so a binding to it is stored).
+    pub fn is_durable(&self) -> bool {
+        match self {
+            Target::Queue(q) => q.is_durable(),
+            Target::Exchange(x) => x.spec.durable,
+        }
+    }
+}
+
 impl PartialEq for Target {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {

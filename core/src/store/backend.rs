@@ -67,6 +67,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Makes everything written so far survive a power loss.
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// After a failed write or sync, makes the backend writable again if it
+    /// can (fjall reopens its database, replaying its journal). `Ok` means
+    /// writes may be tried again; what is stored is what survived.
+    fn recover(&self) -> Result<(), StoreError>;
+
     /// Up to `max` entries of a queue's log from `from` on, stopping after
     /// about `max_bytes`. An entry whose message is gone (a memory-only
     /// message of an earlier run, a shared body already deleted) comes as
@@ -100,6 +105,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Every delayed message, in due order, keyed by (due, id).
     fn load_delayed(&self) -> Result<DelayedSchedule, StoreError>;
+
+    /// The (due, id) keys of every delayed message.
+    fn delayed_keys(&self) -> Result<Vec<(u64, u64)>, StoreError>;
 
     /// One delayed message.
     fn get_delayed(&self, due: u64, id: u64) -> Result<Option<DelayedRecord>, StoreError>;

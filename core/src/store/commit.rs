@@ -1,13 +1,21 @@
 //! The committer: the engine's handle on storage. Callers submit [`Write`]s
 //! and get a [`Ticket`]; one thread hands whatever accumulated to the backend
-//! as one batch and reports the batch's ticket as durable.
+//! as one batch and reports the batch's ticket decided: stored, or failed.
 //!
 //! Group commit is the whole game on these disks (one fsync costs ~0.25 ms, so
 //! one write per fsync would cap durable publishing near 4k/s): whatever
 //! accumulated while the previous batch was being synced goes into the next
 //! batch, and all its writers are released by one sync. The same committer
 //! serves every backend, so tickets, waiting and failure mean the same on each.
+//!
+//! A failed batch fails its writers (they learn it from [`Store::wait`]) and
+//! the engine is told which writes were lost ([`StoreHook`]) before anyone
+//! learns the batch's fate. The store then stops writing and keeps trying to
+//! recover the backend; once it can, the engine adds the writes that make the
+//! backend match memory again, and writing resumes. Nothing that failed is
+//! ever reported stored.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -21,11 +29,37 @@ use crate::error::{Error, Result, StoreError};
 
 /// Longest wait for writers expected to join a sync (see `run`).
 const GATHER_WINDOW: Duration = Duration::from_micros(150);
+/// How often a store that cannot write tries to recover.
+const RECOVER_EVERY: Duration = Duration::from_millis(500);
+/// Failed ticket ranges remembered for late waiters.
+const MAX_FAILED_RANGES: usize = 4096;
 
-#[derive(Clone, Copy, Debug)]
-struct Durable {
-    ticket: Ticket,
-    failed: bool,
+/// What the committer tells the engine about failures and recovery.
+pub(crate) trait StoreHook: Send + Sync {
+    /// A batch failed: none of these writes may be taken as stored. Called
+    /// on the committer thread before any waiter learns the batch's fate.
+    fn writes_lost(&self, lost: &[Write]);
+    /// The backend is writable again: add the writes that make it match
+    /// what the engine holds in memory.
+    fn reconcile(&self, out: &mut Vec<Write>);
+}
+
+/// Something waiting for a ticket to be decided (a queue whose consumers wait
+/// for a message to be stored before they may see it).
+pub(crate) trait AwaitsTicket: Send + Sync {
+    /// Every ticket it asked for is decided, stored or failed.
+    fn ticket_decided(&self);
+}
+
+/// Whether the store can write, for health checks and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Writes are accepted.
+    pub writable: bool,
+    /// Batches that failed since the store opened.
+    pub write_errors: u64,
+    /// The last failure, while the store cannot write.
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -58,6 +92,7 @@ struct Counters {
     syncs: AtomicU64,
     sync_micros: AtomicU64,
     apply_micros: AtomicU64,
+    write_errors: AtomicU64,
 }
 
 /// The engine's store: one committer in front of one backend.
@@ -65,32 +100,43 @@ pub(crate) struct Store {
     backend: Arc<dyn Backend>,
     pending: Mutex<Pending>,
     wake: Condvar,
-    durable: tokio::sync::watch::Sender<Durable>,
+    /// Every ticket up to this one is decided.
+    decided: tokio::sync::watch::Sender<Ticket>,
+    decided_now: AtomicU64,
     /// Last ticket whose write is in the backend (readable), synced or not.
     applied: AtomicU64,
+    /// Ticket ranges `(after, up_to]` whose batches failed.
+    failed: Mutex<VecDeque<(Ticket, Ticket)>>,
+    writable: AtomicBool,
+    last_error: Mutex<Option<String>>,
     counters: Counters,
-    failed: AtomicBool,
     policy: SyncPolicy,
+    hook: Mutex<Option<Weak<dyn StoreHook>>>,
+    awaiting: Mutex<BTreeMap<Ticket, Vec<Weak<dyn AwaitsTicket>>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed_cleanly: AtomicBool,
 }
 
 impl Store {
     /// Starts the committer in front of `backend`.
     pub fn start(backend: Arc<dyn Backend>, policy: SyncPolicy) -> Result<Arc<Store>> {
-        let (durable, _) = tokio::sync::watch::channel(Durable {
-            ticket: 0,
-            failed: false,
-        });
+        let (decided, _) = tokio::sync::watch::channel(0);
         let store = Arc::new(Store {
             backend,
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
-            durable,
+            decided,
+            decided_now: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            failed: Mutex::new(VecDeque::new()),
+            writable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
             counters: Counters::default(),
-            failed: AtomicBool::new(false),
             policy,
+            hook: Mutex::new(None),
+            awaiting: Mutex::new(BTreeMap::new()),
             committer: Mutex::new(None),
+            closed_cleanly: AtomicBool::new(false),
         });
         let worker = Arc::clone(&store);
         let handle = std::thread::Builder::new()
@@ -107,6 +153,11 @@ impl Store {
     /// Reads, and what the backend tells about itself.
     pub fn backend(&self) -> &dyn Backend {
         &*self.backend
+    }
+
+    /// Who hears about lost writes and reconciles after recovery (the engine).
+    pub fn set_hook(&self, hook: Weak<dyn StoreHook>) {
+        *self.hook.lock() = Some(hook);
     }
 
     /// Queues a write. `sync`: the caller will wait for the ticket and needs the
@@ -145,17 +196,45 @@ impl Store {
         self.pending.lock().bytes
     }
 
-    /// Resolves when every write up to `ticket` is durable under the sync policy.
+    /// Resolves when `ticket` is decided: `Ok` once its write is durable under
+    /// the sync policy, an error if its batch failed.
     pub async fn wait(&self, ticket: Ticket) -> Result<()> {
-        let mut rx = self.durable.subscribe();
-        let state = rx
-            .wait_for(|d| d.failed || d.ticket >= ticket)
+        let mut rx = self.decided.subscribe();
+        rx.wait_for(|&d| d >= ticket)
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        if state.failed {
-            Err(StoreError::Poisoned.into())
+        if self.has_failed(ticket) {
+            Err(self.not_writable().into())
         } else {
             Ok(())
+        }
+    }
+
+    /// Every ticket up to the returned one is decided (stored or failed).
+    pub fn decided_ticket(&self) -> Ticket {
+        self.decided_now.load(Ordering::Acquire)
+    }
+
+    /// True when `ticket`'s batch failed.
+    pub fn has_failed(&self, ticket: Ticket) -> bool {
+        self.failed
+            .lock()
+            .iter()
+            .any(|&(after, up_to)| ticket > after && ticket <= up_to)
+    }
+
+    /// Calls `who` back once `ticket` is decided.
+    pub fn when_decided(&self, ticket: Ticket, who: Weak<dyn AwaitsTicket>) {
+        if ticket <= self.decided_ticket() {
+            if let Some(w) = who.upgrade() {
+                w.ticket_decided();
+            }
+            return;
+        }
+        self.awaiting.lock().entry(ticket).or_default().push(who);
+        // The committer may have decided it between the check and the insert.
+        if ticket <= self.decided_ticket() {
+            self.call_awaiting(self.decided_ticket());
         }
     }
 
@@ -172,27 +251,57 @@ impl Store {
         }
     }
 
+    /// Whether the store can write, and its failures so far.
+    pub fn health(&self) -> StoreHealth {
+        let writable = self.is_writable();
+        StoreHealth {
+            writable,
+            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+            last_error: if writable {
+                None
+            } else {
+                self.last_error.lock().clone()
+            },
+        }
+    }
+
     /// The last ticket whose write can be read back from the backend.
     pub fn applied_ticket(&self) -> Ticket {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// True once a write or sync failed: the store accepts no more writes.
-    pub fn is_poisoned(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+    /// False after a failed write until the backend recovered.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// The error callers get while the store cannot write.
+    pub fn not_writable(&self) -> StoreError {
+        let reason = self
+            .last_error
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "a write failed".into());
+        StoreError::NotWritable(reason)
     }
 
     /// Writes everything pending, makes it durable, and stops the committer
-    /// and the backend.
-    pub fn close(&self) {
+    /// and the backend. True when everything submitted was stored and the
+    /// backend closed without error.
+    pub fn close(&self) -> bool {
         self.pending.lock().closing = true;
         self.wake.notify_one();
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
         }
-        if let Err(e) = self.backend.close() {
-            tracing::error!(cause = %e, "closing the store failed");
-        }
+        let closed = match self.backend.close() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(cause = %e, "closing the store failed");
+                false
+            }
+        };
+        closed && self.closed_cleanly.load(Ordering::Acquire)
     }
 
     /// The committer thread's loop.
@@ -200,6 +309,7 @@ impl Store {
         let mut batch: Vec<Write> = Vec::new();
         let mut dirty: Vec<Weak<dyn Snapshot>> = Vec::new();
         let mut last_sync = Instant::now();
+        let mut next_recovery = Instant::now();
         // How many writers waited on the last sync: when about as many are
         // expected again, it pays to wait a few microseconds for them so that one
         // fsync serves them all instead of the first few.
@@ -208,7 +318,13 @@ impl Store {
             let (ticket, need_sync, closing) = {
                 let mut p = self.pending.lock();
                 while p.writes.is_empty() && p.dirty.is_empty() && !p.closing {
-                    self.wake.wait(&mut p);
+                    if self.is_writable() {
+                        self.wake.wait(&mut p);
+                    } else if self.wake.wait_until(&mut p, next_recovery).timed_out() {
+                        // Nothing to write, but a store that cannot write
+                        // keeps trying to recover, so health comes back too.
+                        break;
+                    }
                 }
                 if p.need_sync && self.policy == SyncPolicy::Always {
                     let until = Instant::now() + GATHER_WINDOW;
@@ -230,44 +346,101 @@ impl Store {
                     t.snapshot(&mut batch);
                 }
             }
-            if self.failed.load(Ordering::Acquire) {
-                batch.clear();
-                self.durable.send_replace(Durable {
-                    ticket,
-                    failed: true,
-                });
-                if closing {
-                    return;
-                }
-                continue;
+            if !self.is_writable() && Instant::now() >= next_recovery {
+                next_recovery = Instant::now() + RECOVER_EVERY;
+                self.try_recover(&mut batch);
             }
             let sync = closing || (need_sync && self.policy != SyncPolicy::Never);
-            let result = self.write(&batch, ticket, sync, &mut last_sync);
-            batch.clear();
+            let result = if self.is_writable() {
+                self.write(&batch, ticket, sync, &mut last_sync)
+            } else {
+                Err(self.not_writable())
+            };
             match result {
                 Ok(()) => {
-                    self.durable.send_replace(Durable {
-                        ticket,
-                        failed: false,
-                    });
+                    if closing {
+                        self.closed_cleanly.store(true, Ordering::Release);
+                    }
                 }
-                Err(e) => {
-                    // After a failed write or sync the backend may hold part of
-                    // the batch: stop writing. Every waiter learns that its
-                    // write may not be durable.
-                    tracing::error!(cause = %e, "store write failed; refusing further writes");
-                    self.failed.store(true, Ordering::Release);
-                    self.durable.send_replace(Durable {
-                        ticket,
-                        failed: true,
-                    });
-                }
+                Err(e) => self.failed(&batch, ticket, e),
             }
+            batch.clear();
+            self.decide(ticket);
             if closing {
                 let p = self.pending.lock();
                 if p.writes.is_empty() && p.dirty.is_empty() {
                     return;
                 }
+            }
+        }
+    }
+
+    /// A batch failed: stop writing, tell the engine what was lost, and
+    /// remember the tickets so that their waiters fail.
+    fn failed(&self, batch: &[Write], ticket: Ticket, e: StoreError) {
+        let was_writable = self.writable.swap(false, Ordering::AcqRel);
+        if was_writable {
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(cause = %e, "store write failed; refusing writes until the store recovers");
+            *self.last_error.lock() = Some(e.to_string());
+        }
+        let after = self.decided_ticket();
+        if ticket > after {
+            let mut failed = self.failed.lock();
+            if failed.len() >= MAX_FAILED_RANGES {
+                failed.pop_front();
+            }
+            match failed.back_mut() {
+                Some(last) if last.1 == after => last.1 = ticket,
+                _ => failed.push_back((after, ticket)),
+            }
+        }
+        if !batch.is_empty()
+            && let Some(hook) = self.hook.lock().as_ref().and_then(Weak::upgrade)
+        {
+            hook.writes_lost(batch);
+        }
+    }
+
+    /// Tries to make the backend writable again; on success the engine's
+    /// reconciling writes go after what is pending, so the backend ends up
+    /// matching memory.
+    fn try_recover(&self, batch: &mut Vec<Write>) {
+        match self.backend.recover() {
+            Ok(()) => {
+                self.writable.store(true, Ordering::Release);
+                *self.last_error.lock() = None;
+                if let Some(hook) = self.hook.lock().as_ref().and_then(Weak::upgrade) {
+                    hook.reconcile(batch);
+                }
+                tracing::warn!(
+                    writes = batch.len(),
+                    "the store can write again; rewriting what memory holds"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(cause = %e, "the store cannot recover yet");
+                *self.last_error.lock() = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Every ticket up to `ticket` is decided: tell waiters and those awaiting.
+    fn decide(&self, ticket: Ticket) {
+        self.decided_now.store(ticket, Ordering::Release);
+        self.decided.send_replace(ticket);
+        self.call_awaiting(ticket);
+    }
+
+    fn call_awaiting(&self, ticket: Ticket) {
+        let due = {
+            let mut awaiting = self.awaiting.lock();
+            let later = awaiting.split_off(&(ticket + 1));
+            std::mem::replace(&mut *awaiting, later)
+        };
+        for who in due.into_values().flatten() {
+            if let Some(w) = who.upgrade() {
+                w.ticket_decided();
             }
         }
     }

@@ -41,6 +41,12 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// Makes writes fail (as a full disk would) until called with `false`;
+    /// for tests of how the engine survives a failing store.
+    pub fn set_failing(&self, failing: bool) {
+        self.data.lock().failing = failing;
+    }
+
     /// A backend over this storage for one engine run (a new epoch).
     pub(crate) fn open(&self) -> Arc<MemoryBackend> {
         let epoch = {
@@ -91,6 +97,15 @@ struct Data {
     adapter: BTreeMap<(String, Vec<u8>), Vec<u8>>,
     /// Queues registered since the last start (see `catalog_loaded`).
     registered: HashMap<u64, ()>,
+    /// Writes and recovery fail while set (see `MemoryStore::set_failing`).
+    failing: bool,
+}
+
+fn no_space() -> StoreError {
+    StoreError::Io {
+        context: "writing to memory (made to fail)".into(),
+        source: std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left"),
+    }
 }
 
 pub(crate) struct MemoryBackend {
@@ -177,6 +192,11 @@ impl Data {
                 };
                 self.logs.entry(*queue).or_default().insert(*seq, entry);
             }
+            Write::ForgetEntry { queue, seq } => {
+                if let Some(log) = self.logs.get_mut(queue) {
+                    log.remove(seq);
+                }
+            }
             Write::AppendShared { queue, seq, body } => {
                 self.logs
                     .entry(*queue)
@@ -245,6 +265,16 @@ impl Data {
 impl Backend for MemoryBackend {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut d = self.data.lock();
+        if d.failing {
+            // As a full disk does: part of the batch may have made it, after
+            // a while (long enough for a test to look in between).
+            for w in batch.iter().take(batch.len() / 2) {
+                d.apply(w, self.epoch);
+            }
+            drop(d);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            return Err(no_space());
+        }
         for w in batch {
             d.apply(w, self.epoch);
         }
@@ -253,6 +283,14 @@ impl Backend for MemoryBackend {
 
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.data.lock().failing {
+            Err(no_space())
+        } else {
+            Ok(())
+        }
     }
 
     fn read_log(
@@ -340,6 +378,10 @@ impl Backend for MemoryBackend {
     fn load_delayed(&self) -> Result<DelayedSchedule, StoreError> {
         let d = self.data.lock();
         Ok(d.delayed.iter().map(|(k, v)| (*k, record_of(v))).collect())
+    }
+
+    fn delayed_keys(&self) -> Result<Vec<(u64, u64)>, StoreError> {
+        Ok(self.data.lock().delayed.keys().copied().collect())
     }
 
     fn get_delayed(&self, due: u64, id: u64) -> Result<Option<DelayedRecord>, StoreError> {

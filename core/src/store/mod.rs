@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub(crate) use backend::{Backend, Catalog, StoredQueue};
-pub(crate) use commit::Store;
+pub use commit::StoreHealth;
+pub(crate) use commit::{AwaitsTicket, Store, StoreHook};
 pub use fjall::STORE_FORMAT;
 pub use memory::MemoryStore;
 pub(crate) use writes::{Counter, Write};

@@ -65,6 +65,12 @@ pub(crate) enum Write {
         message: Arc<Message>,
         transient: bool,
     },
+    /// Removes one log entry (whose publish was refused after a failed
+    /// write, in case part of that write survived).
+    ForgetEntry {
+        queue: u64,
+        seq: u64,
+    },
     /// A log entry that refers to a body stored once for several queues.
     AppendShared {
         queue: u64,

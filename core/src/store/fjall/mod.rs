@@ -20,11 +20,11 @@ mod load;
 mod maintenance;
 mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use self::codec::{LogBody, LogRecord, decode};
 use self::heads::LogHeads;
@@ -53,18 +53,105 @@ type FilterAssigner =
     Arc<dyn Fn(&str) -> Option<Arc<dyn fjall::compaction::filter::Factory>> + Send + Sync>;
 
 pub(crate) struct FjallBackend {
+    dir: PathBuf,
+    cache_bytes: u64,
+    /// Incremented at every start; marks memory-only messages spilled to disk,
+    /// so that they are not read back after a restart.
+    epoch: u64,
+    /// Where each queue's log starts (drives the compaction filter); kept
+    /// across reopens, since the engine registered it.
+    heads: Arc<LogHeads>,
+    /// The open database; `None` while it is being reopened.
+    open: RwLock<Option<Arc<Open>>>,
+}
+
+/// One opening of the database. After a failed write or sync fjall refuses
+/// every later write ("poisoned"), so recovery drops this and opens anew.
+pub(super) struct Open {
     db: Database,
     meta: Keyspace,
     log: Keyspace,
     bodies: Keyspace,
     delayed: Keyspace,
-    /// Incremented at every start; marks memory-only messages spilled to disk,
-    /// so that they are not read back after a restart.
-    epoch: u64,
-    /// Where each queue's log starts (drives the compaction filter).
-    heads: Arc<LogHeads>,
     maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_maintenance: Arc<maintenance::Stop>,
+}
+
+impl Open {
+    /// Opens the database and its keyspaces and starts the maintenance thread.
+    fn start(dir: &Path, cache_bytes: u64, heads: &Arc<LogHeads>) -> Result<Open, StoreError> {
+        let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(
+            heads::LogFilterFactory(std::panic::AssertUnwindSafe(Arc::clone(heads))),
+        );
+        let assigner: FilterAssigner =
+            Arc::new(move |keyspace: &str| (keyspace == "log").then(|| Arc::clone(&factory)));
+        // Journals are deleted only once every keyspace has flushed what they
+        // hold; the metadata keyspace takes small writes into each of them and
+        // rarely fills a memtable, so without a cap fjall's default (512 MiB of
+        // journals) stays on disk after a backlog has drained.
+        let builder = Database::builder(dir)
+            .with_compaction_filter_factories(assigner)
+            .max_journaling_size(MAX_JOURNALS_BYTES)
+            .cache_size(cache_bytes);
+        let db = match builder.open() {
+            Ok(db) => db,
+            Err(fjall::Error::Locked) => {
+                return Err(StoreError::Locked(dir.display().to_string()));
+            }
+            Err(e) => {
+                return Err(fjall_err(format!(
+                    "opening data directory {}",
+                    dir.display()
+                ))(e));
+            }
+        };
+        let blobs = || {
+            KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(KvSeparationOptions::default()))
+                .max_memtable_size(MEMTABLE_BYTES)
+        };
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(fjall_err("opening keyspace meta"))?;
+        let log = db
+            .keyspace("log", blobs)
+            .map_err(fjall_err("opening keyspace log"))?;
+        let bodies = db
+            .keyspace("bodies", blobs)
+            .map_err(fjall_err("opening keyspace bodies"))?;
+        let delayed = db
+            .keyspace("delayed", blobs)
+            .map_err(fjall_err("opening keyspace delayed"))?;
+        let stop_maintenance = Arc::new(maintenance::Stop::default());
+        let (log2, heads2, stop) = (
+            log.clone(),
+            Arc::clone(heads),
+            Arc::clone(&stop_maintenance),
+        );
+        let handle = std::thread::Builder::new()
+            .name("gw-maintenance".into())
+            .spawn(move || maintenance::run(log2, heads2, stop))
+            .map_err(|source| StoreError::Io {
+                context: "starting the maintenance thread".into(),
+                source,
+            })?;
+        Ok(Open {
+            db,
+            meta,
+            log,
+            bodies,
+            delayed,
+            maintenance: Mutex::new(Some(handle)),
+            stop_maintenance,
+        })
+    }
+
+    fn stop_maintenance(&self) {
+        self.stop_maintenance.stop();
+        if let Some(h) = self.maintenance.lock().take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// fjall's error, with what we were doing.
@@ -91,91 +178,44 @@ impl FjallBackend {
             source,
         })?;
         let heads = Arc::new(LogHeads::default());
-        let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(
-            heads::LogFilterFactory(std::panic::AssertUnwindSafe(Arc::clone(&heads))),
-        );
-        let assigner: FilterAssigner =
-            Arc::new(move |keyspace: &str| (keyspace == "log").then(|| Arc::clone(&factory)));
-        // Journals are deleted only once every keyspace has flushed what they
-        // hold; the metadata keyspace takes small writes into each of them and
-        // rarely fills a memtable, so without a cap fjall's default (512 MiB of
-        // journals) stays on disk after a backlog has drained.
-        let builder = Database::builder(dir)
-            .with_compaction_filter_factories(assigner)
-            .max_journaling_size(MAX_JOURNALS_BYTES)
-            .cache_size(cache_bytes);
-        let db = match builder.open() {
-            Ok(db) => db,
-            Err(fjall::Error::Locked) => {
-                return Err(StoreError::Locked(dir.display().to_string()).into());
-            }
+        let open = Open::start(dir, cache_bytes, &heads)?;
+        let epoch = match first_start(dir, &open) {
+            Ok(epoch) => epoch,
             Err(e) => {
-                return Err(
-                    fjall_err(format!("opening data directory {}", dir.display()))(e).into(),
-                );
+                open.stop_maintenance();
+                return Err(e);
             }
         };
-        let blobs = || {
-            KeyspaceCreateOptions::default()
-                .with_kv_separation(Some(KvSeparationOptions::default()))
-                .max_memtable_size(MEMTABLE_BYTES)
-        };
-        let meta = db
-            .keyspace("meta", KeyspaceCreateOptions::default)
-            .map_err(fjall_err("opening keyspace meta"))?;
-        let log = db
-            .keyspace("log", blobs)
-            .map_err(fjall_err("opening keyspace log"))?;
-        let bodies = db
-            .keyspace("bodies", blobs)
-            .map_err(fjall_err("opening keyspace bodies"))?;
-        let delayed = db
-            .keyspace("delayed", blobs)
-            .map_err(fjall_err("opening keyspace delayed"))?;
-        check_format(dir, &meta, &log)?;
-        let epoch_key = keys::counter("epoch");
-        let epoch = load::read_u64(&meta, &epoch_key)?.unwrap_or(0) + 1;
-        meta.insert(&epoch_key, epoch.to_be_bytes())
-            .map_err(fjall_err("writing epoch"))?;
-        db.persist(PersistMode::SyncAll)
-            .map_err(fjall_err("syncing"))?;
-
-        let stop_maintenance = Arc::new(maintenance::Stop::default());
-        let (log2, heads2, stop) = (
-            log.clone(),
-            Arc::clone(&heads),
-            Arc::clone(&stop_maintenance),
-        );
-        let handle = std::thread::Builder::new()
-            .name("gw-maintenance".into())
-            .spawn(move || maintenance::run(log2, heads2, stop))
-            .map_err(|source| StoreError::Io {
-                context: "starting the maintenance thread".into(),
-                source,
-            })?;
         Ok(Arc::new(FjallBackend {
-            db,
-            meta,
-            log,
-            bodies,
-            delayed,
+            dir: dir.to_owned(),
+            cache_bytes,
             epoch,
             heads,
-            maintenance: Mutex::new(Some(handle)),
-            stop_maintenance,
+            open: RwLock::new(Some(Arc::new(open))),
         }))
+    }
+
+    /// The open database (an error while it is being reopened).
+    fn db(&self) -> Result<Arc<Open>, StoreError> {
+        self.open.read().clone().ok_or(StoreError::NotWritable(
+            "the store is being reopened".into(),
+        ))
     }
 
     /// A stored log record as the message it holds, or `None` when it is
     /// gone (a memory-only message of an earlier run, a deleted shared body).
-    fn message_of(&self, record: LogRecord) -> Result<Option<Arc<Message>>, StoreError> {
+    fn message_of(
+        &self,
+        open: &Open,
+        record: LogRecord,
+    ) -> Result<Option<Arc<Message>>, StoreError> {
         if record.transient_epoch.is_some_and(|e| e != self.epoch) {
             return Ok(None);
         }
         let message = match record.body {
             LogBody::Inline(m) => *m,
             LogBody::Shared(id) => {
-                match self
+                match open
                     .bodies
                     .get(id.to_be_bytes())
                     .map_err(fjall_err("reading bodies"))?
@@ -187,6 +227,21 @@ impl FjallBackend {
         };
         Ok(Some(Arc::new(message)))
     }
+}
+
+/// What the first opening of a process does: check (or write) the format,
+/// and start a new epoch.
+fn first_start(dir: &Path, open: &Open) -> Result<u64> {
+    check_format(dir, &open.meta, &open.log)?;
+    let epoch_key = keys::counter("epoch");
+    let epoch = load::read_u64(&open.meta, &epoch_key)?.unwrap_or(0) + 1;
+    open.meta
+        .insert(&epoch_key, epoch.to_be_bytes())
+        .map_err(fjall_err("writing epoch"))?;
+    open.db
+        .persist(PersistMode::SyncAll)
+        .map_err(fjall_err("syncing"))?;
+    Ok(epoch)
 }
 
 /// A new data directory gets the format string; an existing one must have ours.
@@ -223,13 +278,46 @@ fn check_format(dir: &Path, meta: &Keyspace, log: &Keyspace) -> Result<()> {
 
 impl Backend for FjallBackend {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-        write::apply(self, batch).map_err(fjall_err("writing a batch"))
+        let open = self.db()?;
+        write::apply(&open, self.epoch, batch).map_err(fjall_err("writing a batch"))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db
+        self.db()?
+            .db
             .persist(PersistMode::SyncData)
             .map_err(fjall_err("syncing"))
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut slot = self.open.write();
+        if let Some(old) = slot.take() {
+            old.stop_maintenance();
+            // fjall releases the directory once its last handle is gone;
+            // readers hold theirs for one read at most.
+            let mut old = Some(old);
+            for _ in 0..500 {
+                match old.take().map(Arc::try_unwrap) {
+                    Some(Ok(open)) => {
+                        drop(open);
+                        break;
+                    }
+                    Some(Err(shared)) => {
+                        old = Some(shared);
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    None => break,
+                }
+            }
+        }
+        let open = Open::start(&self.dir, self.cache_bytes, &self.heads)?;
+        // What recovery reads back (the journal) must be durable before
+        // anything new is confirmed on top of it.
+        open.db
+            .persist(PersistMode::SyncAll)
+            .map_err(fjall_err("syncing after reopening"))?;
+        *slot = Some(Arc::new(open));
+        Ok(())
     }
 
     fn read_log(
@@ -239,9 +327,10 @@ impl Backend for FjallBackend {
         max: usize,
         max_bytes: u64,
     ) -> Result<LogRead, StoreError> {
+        let open = self.db()?;
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        for guard in self
+        for guard in open
             .log
             .range(keys::log_key(queue, from)..=keys::log_key(queue, u64::MAX))
         {
@@ -250,7 +339,7 @@ impl Backend for FjallBackend {
                 continue;
             };
             bytes += v.len() as u64;
-            out.push((seq, self.message_of(decode("log", &v)?)?));
+            out.push((seq, self.message_of(&open, decode("log", &v)?)?));
             if out.len() >= max || bytes >= max_bytes {
                 break;
             }
@@ -259,12 +348,13 @@ impl Backend for FjallBackend {
     }
 
     fn get_log(&self, queue: u64, seq: u64) -> Result<Option<Arc<Message>>, StoreError> {
-        match self
+        let open = self.db()?;
+        match open
             .log
             .get(keys::log_key(queue, seq))
             .map_err(fjall_err("reading queue log"))?
         {
-            Some(v) => self.message_of(decode("log", &v)?),
+            Some(v) => self.message_of(&open, decode("log", &v)?),
             None => Ok(None),
         }
     }
@@ -276,8 +366,9 @@ impl Backend for FjallBackend {
         to: u64,
         limit: usize,
     ) -> Result<Option<Vec<u64>>, StoreError> {
+        let open = self.db()?;
         let mut present = Vec::new();
-        for guard in self
+        for guard in open
             .log
             .range(keys::log_key(queue, from)..keys::log_key(queue, to))
         {
@@ -290,13 +381,14 @@ impl Backend for FjallBackend {
     }
 
     fn load_catalog(&self) -> Result<Catalog, StoreError> {
-        load::catalog(&self.meta)
+        load::catalog(&self.db()?.meta)
     }
 
     fn load_queue(&self, id: u64) -> Result<StoredQueue, StoreError> {
-        let mut stored = load::queue(&self.meta, id)?;
+        let open = self.db()?;
+        let mut stored = load::queue(&open.meta, id)?;
         let range = keys::log_key(id, 0)..=keys::log_key(id, u64::MAX);
-        stored.last_seq = match self.log.range(range).next_back() {
+        stored.last_seq = match open.log.range(range).next_back() {
             Some(g) => {
                 let k = g.key().map_err(fjall_err("reading queue log"))?;
                 keys::parse_log_key(&k).map(|(_, s)| s)
@@ -307,8 +399,9 @@ impl Backend for FjallBackend {
     }
 
     fn load_delayed(&self) -> Result<DelayedSchedule, StoreError> {
+        let open = self.db()?;
         let mut out = Vec::new();
-        for guard in self.delayed.iter() {
+        for guard in open.delayed.iter() {
             let (k, v) = guard.into_inner().map_err(fjall_err("reading delayed"))?;
             let Some(key) = keys::parse_log_key(&k) else {
                 continue;
@@ -318,8 +411,19 @@ impl Backend for FjallBackend {
         Ok(out)
     }
 
+    fn delayed_keys(&self) -> Result<Vec<(u64, u64)>, StoreError> {
+        let open = self.db()?;
+        let mut out = Vec::new();
+        for guard in open.delayed.iter() {
+            let k = guard.key().map_err(fjall_err("reading delayed"))?;
+            out.extend(keys::parse_log_key(&k));
+        }
+        Ok(out)
+    }
+
     fn get_delayed(&self, due: u64, id: u64) -> Result<Option<DelayedRecord>, StoreError> {
         match self
+            .db()?
             .delayed
             .get(keys::delay_key(due, id))
             .map_err(fjall_err("reading delayed"))?
@@ -330,7 +434,7 @@ impl Backend for FjallBackend {
     }
 
     fn load_adapter_state(&self, namespace: &str) -> Result<AdapterRecords, StoreError> {
-        load::adapter_state(&self.meta, namespace)
+        load::adapter_state(&self.db()?.meta, namespace)
     }
 
     fn set_log_head(&self, queue: u64, head: u64) {
@@ -347,19 +451,21 @@ impl Backend for FjallBackend {
 
     fn under_pressure(&self) -> bool {
         // Memtables waiting for flushes that a busy machine has not run yet.
-        self.db.write_buffer_size() > MEMTABLE_PRESSURE_BYTES
+        self.db()
+            .is_ok_and(|o| o.db.write_buffer_size() > MEMTABLE_PRESSURE_BYTES)
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
+        self.db()
+            .ok()
+            .and_then(|o| o.db.disk_space().ok())
+            .unwrap_or(0)
     }
 
     fn close(&self) -> Result<(), StoreError> {
-        self.stop_maintenance.stop();
-        if let Some(h) = self.maintenance.lock().take() {
-            let _ = h.join();
-        }
-        self.db
+        let open = self.db()?;
+        open.stop_maintenance();
+        open.db
             .persist(PersistMode::SyncAll)
             .map_err(fjall_err("syncing at close"))
     }

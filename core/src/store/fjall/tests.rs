@@ -30,11 +30,11 @@ fn compactions_drop_entries_below_heads_and_of_deleted_queues() {
     store.set_log_head(1, 600);
     store.drop_log(2);
     // Not armed yet: a compaction keeps everything (queues may not be loaded).
-    store.log.rotate_memtable_and_wait().unwrap();
-    store.log.major_compact().unwrap();
+    store.db().unwrap().log.rotate_memtable_and_wait().unwrap();
+    store.db().unwrap().log.major_compact().unwrap();
     assert_eq!(store.read_log(2, 0, 100, u64::MAX).unwrap().len(), 10);
     store.catalog_loaded(4);
-    store.log.major_compact().unwrap();
+    store.db().unwrap().log.major_compact().unwrap();
     let first = store.read_log(1, 0, 1, u64::MAX).unwrap();
     assert_eq!(first[0].0, 600, "entries below the head are gone");
     assert!(
@@ -49,8 +49,8 @@ fn compactions_drop_entries_below_heads_and_of_deleted_queues() {
     // A queue created after arming (id 4) is kept even before compactions see it registered.
     store.set_log_head(4, 0);
     put(&store, 4, 0..5);
-    store.log.rotate_memtable_and_wait().unwrap();
-    store.log.major_compact().unwrap();
+    store.db().unwrap().log.rotate_memtable_and_wait().unwrap();
+    store.db().unwrap().log.major_compact().unwrap();
     assert_eq!(store.read_log(4, 0, 100, u64::MAX).unwrap().len(), 5);
     store.close().unwrap();
 }
@@ -83,7 +83,7 @@ fn a_drained_log_gives_its_disk_space_back() {
         })
         .collect();
     store.write(&batch).unwrap();
-    store.log.rotate_memtable_and_wait().unwrap();
+    store.db().unwrap().log.rotate_memtable_and_wait().unwrap();
     // Tables and blob files; the journal is preallocated.
     fn bytes_under(p: &std::path::Path) -> u64 {
         std::fs::read_dir(p).map_or(0, |entries| {
@@ -100,8 +100,8 @@ fn a_drained_log_gives_its_disk_space_back() {
     let keyspaces = dir.path().join("keyspaces");
     let full = bytes_under(&keyspaces);
     store.set_log_head(1, 2_000);
-    store.log.major_compact().unwrap();
-    maintenance::release_dropped_files(&store.log).unwrap();
+    store.db().unwrap().log.major_compact().unwrap();
+    maintenance::release_dropped_files(&store.db().unwrap().log).unwrap();
     let after = bytes_under(&keyspaces);
     assert!(
         after < full / 2,

@@ -2,14 +2,15 @@
 //! Records that hold a message are encoded here, on the committer thread,
 //! from borrowing twins, so publishers never pay for it.
 
-use super::FjallBackend;
+use super::Open;
 use super::codec::{
     DelayedRecordRef, LogBodyRef, LogRecordRef, RetainedRecordRef, SharedRefsRecord, encode,
 };
 use super::keys;
 use crate::store::writes::Write;
 
-pub(super) fn apply(store: &FjallBackend, writes: &[Write]) -> Result<(), fjall::Error> {
+/// `epoch` marks memory-only messages spilled by this run.
+pub(super) fn apply(store: &Open, epoch: u64, writes: &[Write]) -> Result<(), fjall::Error> {
     let mut batch = store.db.batch();
     let meta = &store.meta;
     for w in writes {
@@ -48,10 +49,13 @@ pub(super) fn apply(store: &FjallBackend, writes: &[Write]) -> Result<(), fjall:
                 transient,
             } => {
                 let rec = LogRecordRef {
-                    transient_epoch: transient.then_some(store.epoch),
+                    transient_epoch: transient.then_some(epoch),
                     body: LogBodyRef::Inline(message),
                 };
                 batch.insert(&store.log, keys::log_key(*queue, *seq), encode(&rec));
+            }
+            Write::ForgetEntry { queue, seq } => {
+                batch.remove(&store.log, keys::log_key(*queue, *seq))
             }
             Write::AppendShared { queue, seq, body } => {
                 let rec = LogRecordRef {
