@@ -60,6 +60,7 @@ pub use queue::{
     QueueStats, StartPosition, TagFilter,
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
+pub use store::dir_sync::create_dir_all_durably;
 pub use store::records::GroupCounters;
 pub use store::{STORE_FORMAT, StoreStats, SyncPolicy, Ticket};
 pub use tenant::{ExchangeInfo, PREDECLARED, PublishReceipt, QueueSpec, Tenant};

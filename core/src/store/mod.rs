@@ -13,6 +13,7 @@
 //! durable. Reads go straight to fjall.
 
 mod commit;
+pub(crate) mod dir_sync;
 mod heads;
 pub(crate) mod keys;
 mod maintenance;
@@ -128,6 +129,7 @@ pub(crate) struct Store {
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_maintenance: Arc<maintenance::Stop>,
+    dir_watcher: Mutex<Option<dir_sync::NewEntryWatcher>>,
 }
 
 fn fjall_err(context: impl Into<String>) -> impl FnOnce(fjall::Error) -> StoreError {
@@ -145,7 +147,7 @@ impl Store {
             }
             .into());
         }
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        dir_sync::create_dir_all_durably(dir).map_err(|source| StoreError::Io {
             context: format!("creating data directory {}", dir.display()),
             source,
         })?;
@@ -227,6 +229,15 @@ impl Store {
             .map_err(fjall_err("writing epoch"))?;
         db.persist(fjall::PersistMode::SyncAll)
             .map_err(fjall_err("syncing"))?;
+        // The folders fjall just made are not all durable yet (dir_sync.rs).
+        let io_err = |context: &str| {
+            let context = format!("{context} in {}", dir.display());
+            move |source| StoreError::Io { context, source }
+        };
+        dir_sync::sync_tree(dir).map_err(io_err("syncing the folders"))?;
+        let blob_dirs = [&log, &bodies, &delayed].map(|ks| ks.path().join("blobs"));
+        let dir_watcher = dir_sync::NewEntryWatcher::spawn(blob_dirs.to_vec())
+            .map_err(io_err("starting the blob folder watcher"))?;
 
         let (durable, _) = tokio::sync::watch::channel(Durable {
             ticket: 0,
@@ -250,6 +261,7 @@ impl Store {
             committer: Mutex::new(None),
             maintenance: Mutex::new(None),
             stop_maintenance: Arc::default(),
+            dir_watcher: Mutex::new(Some(dir_watcher)),
         });
         let worker = Arc::clone(&store);
         let handle = std::thread::Builder::new()
@@ -375,6 +387,7 @@ impl Store {
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
         }
+        drop(self.dir_watcher.lock().take());
     }
 
     // ---- reads ----
