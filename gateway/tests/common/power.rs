@@ -46,6 +46,19 @@ impl Rig {
         self.mnt.join("var/gateway")
     }
 
+    /// The data directory's backing folder: what a power cut would leave,
+    /// read behind crashfs's back.
+    pub fn backing_data_dir(&self) -> PathBuf {
+        self.backing.join("var/gateway")
+    }
+
+    /// A clean unmount, then a mount in `mode` (no gateway may be running).
+    pub fn remount(&mut self, mode: Mode) {
+        self.fs.take().expect("mounted").unmount().unwrap();
+        self.mode = mode;
+        self.fs = Some(Mounted::mount(&self.backing, &self.mnt, mode).unwrap());
+    }
+
     /// Starts the gateway over the data directory with `--sync sync`.
     pub fn start(&self, sync: &str) -> Process {
         Process::start_with(&self.data_dir(), &["--sync", sync])
