@@ -16,15 +16,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Process;
 use common::power::Rig;
+use common::{Process, post_as_guest};
 use crashfs::{Dropped, Mode};
 use futures::StreamExt;
+use lapin::BasicProperties;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
@@ -279,7 +279,7 @@ const QUEUE: &str = "power";
 async fn prepare(door: Door, gw: &Process) {
     match door {
         Door::Amqp => {
-            let conn = amqp(gw).await;
+            let conn = gw.amqp_connection().await;
             let ch = conn.create_channel().await.unwrap();
             ch.queue_declare(QUEUE.into(), durable(), FieldTable::default())
                 .await
@@ -299,14 +299,17 @@ async fn prepare(door: Door, gw: &Process) {
             while sub_loop.poll().await.is_ok() {}
         }
         Door::Http => {
-            let base = http_base(gw);
-            let r = http_post(format!("{base}/queues"), json!({"name": QUEUE})).await;
+            let base = gw.dms_base();
+            let r = post_as_guest(format!("{base}/queues"), json!({"name": QUEUE}))
+                .await
+                .unwrap();
             assert!(r.status().is_success() || r.status() == 409, "{r:?}");
-            let r = http_post(
+            let r = post_as_guest(
                 format!("{base}/queues/{QUEUE}/groups"),
                 json!({"groups": [{"name": "g"}]}),
             )
-            .await;
+            .await
+            .unwrap();
             assert!(r.status().is_success() || r.status() == 409, "{r:?}");
         }
     }
@@ -338,7 +341,7 @@ async fn stream(door: Door, gw: &Process, base: u64, body_bytes: usize) -> Strea
     let mut tasks = Vec::new();
     match door {
         Door::Amqp => {
-            let conn = Arc::new(amqp(gw).await);
+            let conn = Arc::new(gw.amqp_connection().await);
             for p in 0..4u64 {
                 let ch = conn.create_channel().await.unwrap();
                 ch.confirm_select(ConfirmSelectOptions::default())
@@ -410,7 +413,7 @@ async fn stream(door: Door, gw: &Process, base: u64, body_bytes: usize) -> Strea
             }));
         }
         Door::Http => {
-            let url = format!("{}/queues/{QUEUE}/messages", http_base(gw));
+            let url = format!("{}/queues/{QUEUE}/messages", gw.dms_base());
             for p in 0..4u64 {
                 let (confirmed, url) = (Arc::clone(&confirmed), url.clone());
                 tasks.push(tokio::spawn(async move {
@@ -420,7 +423,7 @@ async fn stream(door: Door, gw: &Process, base: u64, body_bytes: usize) -> Strea
                             .collect();
                         let msgs: Vec<Value> =
                             ids.iter().map(|i| json!({"body": i.to_string()})).collect();
-                        match try_http_post(url.clone(), json!({"messages": msgs})).await {
+                        match post_as_guest(url.clone(), json!({"messages": msgs})).await {
                             Some(r) if r.status() == 200 => confirmed.lock().unwrap().extend(ids),
                             _ => return,
                         }
@@ -437,7 +440,7 @@ async fn drain(door: Door, gw: &Process) -> HashSet<u64> {
     let mut got = HashSet::new();
     match door {
         Door::Amqp => {
-            let conn = amqp(gw).await;
+            let conn = gw.amqp_connection().await;
             let ch = conn.create_channel().await.unwrap();
             let no_ack = BasicConsumeOptions {
                 no_ack: true,
@@ -468,7 +471,7 @@ async fn drain(door: Door, gw: &Process) -> HashSet<u64> {
             let _ = sub.disconnect().await;
         }
         Door::Http => {
-            let base = http_base(gw);
+            let base = gw.dms_base();
             loop {
                 let r = reqwest::Client::new()
                     .get(format!(
@@ -491,11 +494,12 @@ async fn drain(door: Door, gw: &Process) -> HashSet<u64> {
                     got.insert(body.parse().unwrap());
                     acks.push(json!({"handler": it["handler"], "status": "success"}));
                 }
-                let r = http_post(
+                let r = post_as_guest(
                     format!("{base}/queues/{QUEUE}/groups/g/ack"),
                     json!({"message": acks}),
                 )
-                .await;
+                .await
+                .unwrap();
                 assert!(r.status().is_success());
             }
         }
@@ -510,13 +514,6 @@ fn durable() -> QueueDeclareOptions {
     }
 }
 
-async fn amqp(gw: &Process) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", gw.amqp);
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap()
-}
-
 fn mqtt_options(id: &str, gw: &Process) -> MqttOptions {
     let mut o = MqttOptions::new(id, gw.mqtt.ip().to_string(), gw.mqtt.port());
     o.set_clean_start(false);
@@ -525,22 +522,4 @@ fn mqtt_options(id: &str, gw: &Process) -> MqttOptions {
     o.set_connect_properties(props);
     o.set_keep_alive(Duration::from_secs(5));
     o
-}
-
-fn http_base(gw: &Process) -> String {
-    format!("http://{}/v1.0/%2F", gw.http)
-}
-
-async fn try_http_post(url: String, body: Value) -> Option<reqwest::Response> {
-    reqwest::Client::new()
-        .post(url)
-        .basic_auth("guest", Some("guest"))
-        .json(&body)
-        .send()
-        .await
-        .ok()
-}
-
-async fn http_post(url: String, body: Value) -> reqwest::Response {
-    try_http_post(url, body).await.unwrap()
 }

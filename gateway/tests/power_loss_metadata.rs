@@ -11,14 +11,14 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Process;
 use common::power::Rig;
+use common::{Process, post_as_guest};
 use crashfs::Mode;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{Value, json};
 
 type Done = Arc<Mutex<BTreeSet<u64>>>;
@@ -44,12 +44,12 @@ fn confirmed_declares_binds_and_group_creations_survive_a_power_cut() {
         let tasks = rt.block_on(async {
             vec![
                 tokio::spawn(declare_and_bind(
-                    amqp(&gw).await,
+                    gw.amqp_connection().await,
                     Arc::clone(&declared),
                     Arc::clone(&bound),
                 )),
                 tokio::spawn(create_queues_and_groups(
-                    base(&gw),
+                    gw.dms_base(),
                     Arc::clone(&created),
                     Arc::clone(&grouped),
                 )),
@@ -149,12 +149,12 @@ async fn declare_and_bind(conn: Connection, declared: Done, bound: Done) {
 async fn create_queues_and_groups(base: String, created: Done, grouped: Done) {
     for j in 0.. {
         let q = format!("dms-{j}");
-        match post(format!("{base}/queues"), json!({"name": q})).await {
+        match post_as_guest(format!("{base}/queues"), json!({"name": q})).await {
             Some(r) if r.status().is_success() => created.lock().unwrap().insert(j),
             _ => return,
         };
         let groups = json!({"groups": [{"name": "g"}]});
-        match post(format!("{base}/queues/{q}/groups"), groups).await {
+        match post_as_guest(format!("{base}/queues/{q}/groups"), groups).await {
             Some(r) if r.status().is_success() => grouped.lock().unwrap().insert(j),
             _ => return,
         };
@@ -167,7 +167,7 @@ async fn check_amqp(
     declared: &BTreeSet<u64>,
     bound: &BTreeSet<u64>,
 ) -> (Vec<u64>, Vec<u64>) {
-    let conn = amqp(gw).await;
+    let conn = gw.amqp_connection().await;
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -219,7 +219,7 @@ async fn check_dms(
     created: &BTreeSet<u64>,
     grouped: &BTreeSet<u64>,
 ) -> (Vec<u64>, Vec<u64>) {
-    let base = base(gw);
+    let base = gw.dms_base();
     let (mut lost_queues, mut lost_groups) = (Vec::new(), Vec::new());
     for &j in created {
         let r = reqwest::Client::new()
@@ -241,25 +241,4 @@ async fn check_dms(
         }
     }
     (lost_queues, lost_groups)
-}
-
-async fn amqp(gw: &Process) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", gw.amqp);
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap()
-}
-
-fn base(gw: &Process) -> String {
-    format!("http://{}/v1.0/%2F", gw.http)
-}
-
-async fn post(url: String, body: Value) -> Option<reqwest::Response> {
-    reqwest::Client::new()
-        .post(url)
-        .basic_auth("guest", Some("guest"))
-        .json(&body)
-        .send()
-        .await
-        .ok()
 }

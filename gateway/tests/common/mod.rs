@@ -101,6 +101,32 @@ impl Process {
     }
 }
 
+impl Process {
+    /// An AMQP connection as guest to the default vhost.
+    pub async fn amqp_connection(&self) -> lapin::Connection {
+        let uri = format!("amqp://guest:guest@{}/%2f", self.amqp);
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .unwrap()
+    }
+
+    /// The DMS API of the default tenant.
+    pub fn dms_base(&self) -> String {
+        format!("http://{}/v1.0/%2F", self.http)
+    }
+}
+
+/// A JSON POST as guest; `None` if the request did not complete.
+pub async fn post_as_guest(url: String, body: serde_json::Value) -> Option<reqwest::Response> {
+    reqwest::Client::new()
+        .post(url)
+        .basic_auth("guest", Some("guest"))
+        .json(&body)
+        .send()
+        .await
+        .ok()
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
