@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn an_extension_reads_zeros_and_spans_pages() {
         let (_backing, mut c) = cache_over(b"");
-        c.set_size(3 * PAGE as u64);
+        c.set_size(3 * PAGE);
         c.write(PAGE - 2, b"abcd").unwrap();
         let all = c.read(0, usize::MAX).unwrap();
         assert_eq!(all.len(), 3 * PAGE as usize);

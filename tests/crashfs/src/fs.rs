@@ -573,14 +573,13 @@ impl Filesystem for CrashFs {
         answer!(
             self,
             reply,
-            |st| Ok(nix::sys::statvfs::statvfs(st.nodes.root())
-                .map_err(|e| Errno::from_i32(e as i32))?),
+            |st| nix::sys::statvfs::statvfs(st.nodes.root()).map_err(|e| Errno::from_i32(e as i32)),
             |s| reply.statfs(
-                s.blocks() as u64,
-                s.blocks_free() as u64,
-                s.blocks_available() as u64,
-                s.files() as u64,
-                s.files_free() as u64,
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
                 s.block_size() as u32,
                 s.name_max() as u32,
                 s.fragment_size() as u32,
