@@ -71,5 +71,8 @@ pub use queue::{
 };
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 pub use store::records::GroupCounters;
-pub use store::{MemoryStore, STORE_FORMAT, Storage, StoreHealth, StoreStats, SyncPolicy, Ticket};
+pub use store::{
+    MemoryStore, STORE_FORMAT, Storage, StoreHealth, StoreStats, SyncPolicy, Ticket,
+    create_dir_all_durably,
+};
 pub use tenant::PREDECLARED;

@@ -139,7 +139,10 @@ fn check_data_dir(config: &Config) -> Result<(), StartError> {
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    // Durably: a first start must not leave a data directory that a power
+    // cut can undo (with the store that will live in it).
+    gw_core::create_dir_all_durably(dir).map_err(fail)?;
+    // Nothing depends on the probe surviving, or its removal.
     let probe = dir.join(".gateway-write-probe");
     std::fs::write(&probe, b"").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;

@@ -30,6 +30,7 @@ pub(crate) use backend::{Backend, Catalog, StoredQueue};
 pub use commit::StoreHealth;
 pub(crate) use commit::{AwaitsTicket, Store, StoreHook};
 pub use fjall::STORE_FORMAT;
+pub use fjall::dir_sync::create_dir_all_durably;
 pub use memory::MemoryStore;
 pub(crate) use writes::{Counter, Write};
 

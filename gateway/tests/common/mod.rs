@@ -1,15 +1,22 @@
 //! Running the gateway binary as a child process, for tests that kill it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod power;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-/// The binary, with the environment cleared of settings that could change it.
+/// The binary (`GATEWAY_TEST_BIN` runs another build), with the environment
+/// cleared of settings that could change it.
 pub fn gateway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    let bin = std::env::var_os("GATEWAY_TEST_BIN");
+    let mut c = Command::new(
+        bin.as_deref()
+            .unwrap_or(env!("CARGO_BIN_EXE_gateway").as_ref()),
+    );
     c.env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
         if k.starts_with("GATEWAY_") {
@@ -31,8 +38,14 @@ pub struct Process {
 impl Process {
     /// Starts the binary on free ports over `data` and waits for every door.
     pub fn start(data: &std::path::Path) -> Process {
+        Process::start_with(data, &[])
+    }
+
+    /// [`Process::start`] with more flags.
+    pub fn start_with(data: &std::path::Path, flags: &[&str]) -> Process {
         let mut child = gateway()
             .args(["--data-dir", data.to_str().unwrap()])
+            .args(flags)
             .args([
                 "--amqp-listen",
                 "127.0.0.1:0",
@@ -88,6 +101,32 @@ impl Process {
     }
 }
 
+impl Process {
+    /// An AMQP connection as guest to the default vhost.
+    pub async fn amqp_connection(&self) -> lapin::Connection {
+        let uri = format!("amqp://guest:guest@{}/%2f", self.amqp);
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .unwrap()
+    }
+
+    /// The DMS API of the default tenant.
+    pub fn dms_base(&self) -> String {
+        format!("http://{}/v1.0/%2F", self.http)
+    }
+}
+
+/// A JSON POST as guest; `None` if the request did not complete.
+pub async fn post_as_guest(url: String, body: serde_json::Value) -> Option<reqwest::Response> {
+    reqwest::Client::new()
+        .post(url)
+        .basic_auth("guest", Some("guest"))
+        .json(&body)
+        .send()
+        .await
+        .ok()
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -95,13 +134,23 @@ impl Drop for Process {
     }
 }
 
-/// The next log line containing `needle` (fails after 30 s).
+/// The next log line containing `needle` (fails after 30 s, or when the
+/// process exits first, with the last lines it logged).
 pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = std::collections::VecDeque::new();
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if line.contains(needle) {
             return line;
         }
+        if seen.len() == 10 {
+            seen.pop_front();
+        }
+        seen.push_back(line);
     }
-    panic!("no log line containing {needle:?}");
+    let seen: Vec<_> = seen.into();
+    panic!(
+        "no log line containing {needle:?}; last lines:\n{}",
+        seen.join("\n")
+    );
 }

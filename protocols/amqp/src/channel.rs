@@ -139,8 +139,14 @@ impl Channel {
                 let ok = access::AMQPMethod::RequestOk(access::RequestOk {});
                 ctx.session.send(self.id(), &AMQPClass::Access(ok));
             }
-            AMQPClass::Exchange(m) => methods::exchange::handle(self, ctx, m)?,
-            AMQPClass::Queue(m) => methods::queue::handle(self, ctx, m)?,
+            AMQPClass::Exchange(m) => {
+                let reply = methods::exchange::handle(ctx, m)?;
+                self.reply_when_durable(ctx, reply).await?;
+            }
+            AMQPClass::Queue(m) => {
+                let reply = methods::queue::handle(self, ctx, m)?;
+                self.reply_when_durable(ctx, reply).await?;
+            }
             AMQPClass::Basic(m) => methods::basic::handle(self, ctx, m).await?,
             AMQPClass::Confirm(m) => methods::confirm::handle(self, ctx, m)?,
             AMQPClass::Tx(m) => methods::tx::handle(self, ctx, m)?,
@@ -149,6 +155,23 @@ impl Channel {
             }
         }
         Ok(After::Continue)
+    }
+
+    /// Declarations, bindings, deletions and purges change what the store
+    /// keeps: their answer waits until that is on disk, so a crash cannot take
+    /// back what was answered. The reader waits (these are rare), which keeps
+    /// the answers in order.
+    async fn reply_when_durable(&self, ctx: &Ctx, reply: Option<AMQPClass>) -> AmqpResult {
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        let engine = &ctx.session.engine;
+        engine
+            .wait_durable(engine.barrier())
+            .await
+            .map_err(|e| AmqpError::engine(e, ctx.session.vhost()))?;
+        ctx.session.send(self.id(), &reply);
+        Ok(())
     }
 
     async fn channel_method(&mut self, ctx: &mut Ctx, m: channel::AMQPMethod) -> AmqpResult<After> {

@@ -190,6 +190,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             caps: opened.caps,
             tracker: server.tracker.clone(),
             events: events_tx,
+            engine: server.engine.clone(),
         }));
         let (confirms_tx, confirms_rx) = mpsc::unbounded_channel();
         let confirm_task =

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use amq_protocol::protocol::AMQPClass;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use gw_core::{Access, Principal, Tenant};
+use gw_core::{Access, Engine, Principal, Tenant};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -80,6 +80,8 @@ pub struct Session {
     pub tracker: TaskTracker,
     /// Tells the reader what tasks noticed.
     pub events: mpsc::UnboundedSender<Event>,
+    /// The engine (for durability barriers).
+    pub engine: Engine,
 }
 
 impl std::fmt::Debug for Session {
@@ -111,6 +113,8 @@ pub struct SessionInit {
     pub tracker: TaskTracker,
     /// Reader events.
     pub events: mpsc::UnboundedSender<Event>,
+    /// The engine.
+    pub engine: Engine,
 }
 
 impl Session {
@@ -127,6 +131,7 @@ impl Session {
             caps: init.caps,
             tracker: init.tracker,
             events: init.events,
+            engine: init.engine,
         }
     }
 

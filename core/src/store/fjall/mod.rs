@@ -14,6 +14,7 @@
 //! a backlog drained; `codec.rs` and `keys.rs` are the on-disk format.
 
 mod codec;
+pub(crate) mod dir_sync;
 mod heads;
 mod keys;
 mod load;
@@ -63,6 +64,8 @@ pub(crate) struct FjallBackend {
     heads: Arc<LogHeads>,
     /// The open database; `None` while it is being reopened.
     open: RwLock<Option<Arc<Open>>>,
+    /// Makes new blob files' directory entries durable (fjall does not).
+    dir_watcher: Mutex<Option<dir_sync::NewEntryWatcher>>,
 }
 
 /// One opening of the database. After a failed write or sync fjall refuses
@@ -173,14 +176,23 @@ impl FjallBackend {
             }
             .into());
         }
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        dir_sync::create_dir_all_durably(dir).map_err(|source| StoreError::Io {
             context: format!("creating data directory {}", dir.display()),
             source,
         })?;
         let heads = Arc::new(LogHeads::default());
         let open = Open::start(dir, cache_bytes, &heads)?;
-        let epoch = match first_start(dir, &open) {
-            Ok(epoch) => epoch,
+        let started = first_start(dir, &open).and_then(|epoch| {
+            // The folders fjall just made are not all durable yet (dir_sync.rs).
+            let blob_dirs = [&open.log, &open.bodies, &open.delayed]
+                .map(|ks| ks.path().join("blobs"))
+                .to_vec();
+            let watcher = dir_sync::NewEntryWatcher::spawn(blob_dirs)
+                .map_err(io_err(dir, "starting the blob folder watcher"))?;
+            Ok((epoch, watcher))
+        });
+        let (epoch, watcher) = match started {
+            Ok(s) => s,
             Err(e) => {
                 open.stop_maintenance();
                 return Err(e);
@@ -192,6 +204,7 @@ impl FjallBackend {
             epoch,
             heads,
             open: RwLock::new(Some(Arc::new(open))),
+            dir_watcher: Mutex::new(Some(watcher)),
         }))
     }
 
@@ -241,7 +254,14 @@ fn first_start(dir: &Path, open: &Open) -> Result<u64> {
     open.db
         .persist(PersistMode::SyncAll)
         .map_err(fjall_err("syncing"))?;
+    dir_sync::sync_tree(dir).map_err(io_err(dir, "syncing the folders"))?;
     Ok(epoch)
+}
+
+/// An I/O error in the data directory, with what we were doing.
+fn io_err(dir: &Path, context: &str) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = format!("{context} in {}", dir.display());
+    move |source| StoreError::Io { context, source }
 }
 
 /// A new data directory gets the format string; an existing one must have ours.
@@ -312,10 +332,11 @@ impl Backend for FjallBackend {
         }
         let open = Open::start(&self.dir, self.cache_bytes, &self.heads)?;
         // What recovery reads back (the journal) must be durable before
-        // anything new is confirmed on top of it.
+        // anything new is confirmed on top of it, folders included.
         open.db
             .persist(PersistMode::SyncAll)
             .map_err(fjall_err("syncing after reopening"))?;
+        dir_sync::sync_tree(&self.dir).map_err(io_err(&self.dir, "syncing the folders"))?;
         *slot = Some(Arc::new(open));
         Ok(())
     }
@@ -463,6 +484,7 @@ impl Backend for FjallBackend {
     }
 
     fn close(&self) -> Result<(), StoreError> {
+        drop(self.dir_watcher.lock().take());
         let open = self.db()?;
         open.stop_maintenance();
         open.db

@@ -8,7 +8,7 @@ use gw_core::{Access, Destination, ExchangeKind, ExchangeSpec, HeaderValue, Head
 
 use super::queue::binding;
 use crate::args::type_name;
-use crate::channel::{Channel, Ctx};
+use crate::channel::Ctx;
 use crate::error::{AmqpError, AmqpResult};
 use crate::properties::headers_from_table;
 use crate::session::Session;
@@ -19,54 +19,35 @@ const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
 /// exchange, so it is an exchange of the kind `x-delayed-type` names.
 const DELAYED_TYPE: &str = "x-delayed-message";
 
-/// Dispatches an `exchange` method.
-pub fn handle(ch: &mut Channel, ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult {
+/// Dispatches an `exchange` method; returns the answer, to be sent once the
+/// change is durable (none for `nowait`).
+pub fn handle(ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult<Option<AMQPClass>> {
     use exchange::AMQPMethod as M;
     let s = Arc::clone(&ctx.session);
-    match m {
+    let answer = |nowait: bool, ok: M| (!nowait).then_some(AMQPClass::Exchange(ok));
+    Ok(match m {
         M::Declare(d) => {
             declare(&s, &d)?;
-            if !d.nowait {
-                s.send(
-                    ch.id(),
-                    &AMQPClass::Exchange(M::DeclareOk(exchange::DeclareOk {})),
-                );
-            }
+            answer(d.nowait, M::DeclareOk(exchange::DeclareOk {}))
         }
         M::Delete(d) => {
             delete(&s, d.exchange.as_str(), d.if_unused)?;
-            if !d.nowait {
-                s.send(
-                    ch.id(),
-                    &AMQPClass::Exchange(M::DeleteOk(exchange::DeleteOk {})),
-                );
-            }
+            answer(d.nowait, M::DeleteOk(exchange::DeleteOk {}))
         }
         M::Bind(b) => {
             let dest = Destination::Exchange(b.destination.as_str().to_owned());
             let key = b.routing_key.as_str().to_owned();
             binding(&s, true, b.source.as_str(), dest, key, &b.arguments)?;
-            if !b.nowait {
-                s.send(
-                    ch.id(),
-                    &AMQPClass::Exchange(M::BindOk(exchange::BindOk {})),
-                );
-            }
+            answer(b.nowait, M::BindOk(exchange::BindOk {}))
         }
         M::Unbind(u) => {
             let dest = Destination::Exchange(u.destination.as_str().to_owned());
             let key = u.routing_key.as_str().to_owned();
             binding(&s, false, u.source.as_str(), dest, key, &u.arguments)?;
-            if !u.nowait {
-                s.send(
-                    ch.id(),
-                    &AMQPClass::Exchange(M::UnbindOk(exchange::UnbindOk {})),
-                );
-            }
+            answer(u.nowait, M::UnbindOk(exchange::UnbindOk {}))
         }
         _ => return Err(AmqpError::command_invalid("unimplemented method")),
-    }
-    Ok(())
+    })
 }
 
 fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {

@@ -15,27 +15,29 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::properties::headers_from_table;
 use crate::session::Session;
 
-/// Dispatches a `queue` method.
-pub fn handle(ch: &mut Channel, ctx: &mut Ctx, m: queue::AMQPMethod) -> AmqpResult {
+/// Dispatches a `queue` method; returns the answer, to be sent once the
+/// change is durable (none for `nowait`).
+pub fn handle(
+    ch: &mut Channel,
+    ctx: &mut Ctx,
+    m: queue::AMQPMethod,
+) -> AmqpResult<Option<AMQPClass>> {
     use queue::AMQPMethod as M;
     let s = Arc::clone(&ctx.session);
-    match m {
-        M::Declare(d) => declare(ch, &s, d),
+    let answer = |nowait: bool, ok: M| (!nowait).then_some(AMQPClass::Queue(ok));
+    Ok(match m {
+        M::Declare(d) => declare(ch, &s, d)?,
         M::Bind(b) => {
             let (queue, key) = shortcut(ch, b.queue.as_str(), b.routing_key.as_str())?;
             let dest = Destination::Queue(queue);
             binding(&s, true, b.exchange.as_str(), dest, key, &b.arguments)?;
-            if !b.nowait {
-                s.send(ch.id(), &AMQPClass::Queue(M::BindOk(queue::BindOk {})));
-            }
-            Ok(())
+            answer(b.nowait, M::BindOk(queue::BindOk {}))
         }
         M::Unbind(u) => {
             let (queue, key) = shortcut(ch, u.queue.as_str(), u.routing_key.as_str())?;
             let dest = Destination::Queue(queue);
             binding(&s, false, u.exchange.as_str(), dest, key, &u.arguments)?;
-            s.send(ch.id(), &AMQPClass::Queue(M::UnbindOk(queue::UnbindOk {})));
-            Ok(())
+            answer(false, M::UnbindOk(queue::UnbindOk {}))
         }
         M::Purge(p) => {
             let name = ch.queue_name(p.queue.as_str())?;
@@ -47,26 +49,20 @@ pub fn handle(ch: &mut Channel, ctx: &mut Ctx, m: queue::AMQPMethod) -> AmqpResu
                 .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
             check_exclusive(&q, s.conn_id, &resource)?;
             let n = q.purge().map_err(|e| AmqpError::engine(e, s.vhost()))?;
-            if !p.nowait {
-                let ok = queue::PurgeOk {
-                    message_count: u32::try_from(n).unwrap_or(u32::MAX),
-                };
-                s.send(ch.id(), &AMQPClass::Queue(M::PurgeOk(ok)));
-            }
-            Ok(())
+            let ok = queue::PurgeOk {
+                message_count: u32::try_from(n).unwrap_or(u32::MAX),
+            };
+            answer(p.nowait, M::PurgeOk(ok))
         }
         M::Delete(d) => {
             let n = delete(ch, &s, &d)?;
-            if !d.nowait {
-                let ok = queue::DeleteOk {
-                    message_count: u32::try_from(n).unwrap_or(u32::MAX),
-                };
-                s.send(ch.id(), &AMQPClass::Queue(M::DeleteOk(ok)));
-            }
-            Ok(())
+            let ok = queue::DeleteOk {
+                message_count: u32::try_from(n).unwrap_or(u32::MAX),
+            };
+            answer(d.nowait, M::DeleteOk(ok))
         }
-        _ => Err(AmqpError::command_invalid("unimplemented method")),
-    }
+        _ => return Err(AmqpError::command_invalid("unimplemented method")),
+    })
 }
 
 /// RabbitMQ's shortcuts: an empty queue name is the last declared queue, and
@@ -81,7 +77,7 @@ fn shortcut(ch: &Channel, queue: &str, key: &str) -> AmqpResult<(String, String)
     Ok((name, key))
 }
 
-fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult {
+fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult<Option<AMQPClass>> {
     let given = d.queue.as_str();
     if reply_to::is_reply_queue(given) {
         // All declares of the pseudo queues are passive (RabbitMQ): it exists
@@ -89,7 +85,7 @@ fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult {
         s.tenant
             .queue(given)
             .map_err(|_| AmqpError::not_found(format!("no {}", s.resource("queue", given))))?;
-        return declare_ok(ch, s, given, 0, 1, d.nowait);
+        return declare_ok(ch, given, 0, 1, d.nowait);
     }
     if d.passive {
         let name = ch.queue_name(given)?;
@@ -101,7 +97,7 @@ fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult {
             .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
         check_exclusive(&q, s.conn_id, &resource)?;
         let (messages, consumers) = (q.message_count(), q.consumer_count());
-        return declare_ok(ch, s, &name, messages, consumers, d.nowait);
+        return declare_ok(ch, &name, messages, consumers, d.nowait);
     }
     let name = if given.is_empty() {
         format!("amq.gen-{}", random_suffix())
@@ -160,27 +156,25 @@ fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult {
     } else {
         (q.message_count(), q.consumer_count())
     };
-    declare_ok(ch, s, &name, messages, consumers, d.nowait)
+    declare_ok(ch, &name, messages, consumers, d.nowait)
 }
 
 fn declare_ok(
     ch: &mut Channel,
-    s: &Session,
     name: &str,
     messages: u64,
     consumers: usize,
     nowait: bool,
-) -> AmqpResult {
+) -> AmqpResult<Option<AMQPClass>> {
     ch.last_queue = name.to_owned();
-    if !nowait {
+    Ok((!nowait).then(|| {
         let ok = queue::DeclareOk {
             queue: short_text(name.to_owned()),
             message_count: u32::try_from(messages).unwrap_or(u32::MAX),
             consumer_count: u32::try_from(consumers).unwrap_or(u32::MAX),
         };
-        s.send(ch.id(), &AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)));
-    }
-    Ok(())
+        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))
+    }))
 }
 
 fn delete(ch: &Channel, s: &Session, d: &queue::Delete) -> AmqpResult<u64> {
