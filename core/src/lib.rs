@@ -59,7 +59,7 @@ pub use queue::{
     GroupStats, MessageState, MessageTrace, Overflow, PullRequest, Queue, QueueKind, QueueSettings,
     QueueStats, StartPosition, TagFilter,
 };
-pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
+pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec, topic_matches};
 pub use store::records::GroupCounters;
 pub use store::{STORE_FORMAT, StoreStats, SyncPolicy, Ticket};
 pub use tenant::{ExchangeInfo, PREDECLARED, PublishReceipt, QueueSpec, Tenant};

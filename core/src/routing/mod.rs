@@ -19,6 +19,7 @@ use crate::message::{Headers, Message};
 use crate::queue::Queue;
 use headers::HeaderMatch;
 use topic::TopicTrie;
+pub use topic::topic_matches;
 
 /// How an exchange picks destinations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
