@@ -96,12 +96,7 @@ pub(crate) async fn start(
     }
     if !http.listeners.is_empty() {
         let websocket = mqtt_door.map(|(mqtt, permits)| -> gw_http::StreamHandler {
-            Arc::new(
-                move |stream, peer| match gw_listen::admit(&mqtt, &permits, stream, peer) {
-                    Some(connection) => Box::pin(connection),
-                    None => Box::pin(std::future::ready(())),
-                },
-            )
+            Arc::new(move |stream, peer| gw_listen::admit(&mqtt, &permits, stream, peer).boxed())
         });
         let door = HttpDoor::new(
             engine.clone(),

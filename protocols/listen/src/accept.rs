@@ -55,9 +55,7 @@ pub async fn serve_listener<A: Acceptor, D: Door>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.accepted();
-                if let Some(task) = admit(&door, &permits, stream, peer) {
-                    tracker.spawn(task);
-                }
+                admit(&door, &permits, stream, peer).spawn_on(&tracker);
             }
             Err(e) => {
                 let failure = backoff.failed(&e, Instant::now());

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 pub use accept::{Acceptor, serve_listener};
-pub use permits::{MAX_REFUSING, Permits, admit};
+pub use permits::{Admission, MAX_REFUSING, Permits, admit};
 
 /// A connection's byte stream: TCP today, TLS or a WebSocket too. A door is
 /// written against this, never against `TcpStream`, so a new transport is

@@ -299,9 +299,22 @@ mod tests {
             let peer = "127.0.0.1:1".parse().unwrap();
             let config = std::sync::Arc::new(crate::Config::default());
             let registry = crate::registry::Registry::for_engine(&engine);
-            let task = super::run(a, peer, engine.clone(), registry, config, shutdown);
+            let task = super::run(a, peer, engine.clone(), registry, config, shutdown.clone());
             let size = std::mem::size_of_val(&task);
             assert!(size <= 512, "connection task state: {size} bytes");
+            // As the accept layer spawns it: the same future and a permit.
+            let door = crate::MqttDoor::new(engine.clone(), crate::Config::default(), shutdown);
+            let permits = gw_listen::Permits::for_door(&door);
+            let (c, _d) = tokio::io::duplex(10);
+            let gw_listen::Admission::Serve(admitted) = gw_listen::admit(&door, &permits, c, peer)
+            else {
+                panic!("not admitted");
+            };
+            let admitted = std::mem::size_of_val(&admitted);
+            assert!(
+                admitted <= size + 32,
+                "admitted task state: {admitted} bytes"
+            );
             let client = std::mem::size_of::<crate::client::Client>();
             assert!(client <= 640, "client state: {client} bytes");
         });
