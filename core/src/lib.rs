@@ -69,7 +69,7 @@ pub use queue::{
     Consumer, ConsumerSpec, DEFAULT_GROUP, DeadLetterTarget, GroupStats, MessageTrace, Overflow,
     PullRequest, Queue, QueueKind, QueueSettings, QueueStats, StartPosition, TagFilter,
 };
-pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
+pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec, topic_matches};
 pub use store::records::GroupCounters;
 pub use store::{
     MemoryStore, STORE_FORMAT, Storage, StoreHealth, StoreStats, SyncPolicy, Ticket,

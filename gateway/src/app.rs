@@ -44,7 +44,19 @@ pub enum StartError {
     },
 }
 
-/// The addresses the doors listen on (port 0 resolved to the chosen port).
+/// Every address each door listens on, in the order configured (port 0
+/// resolved to the port chosen).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// AMQP 0.9.1.
+    pub amqp: Vec<SocketAddr>,
+    /// MQTT 3.1.1/5.0.
+    pub mqtt: Vec<SocketAddr>,
+    /// HTTP.
+    pub http: Vec<SocketAddr>,
+}
+
+/// The first address of each door (see [`Listening`] for all of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Addresses {
     /// AMQP 0.9.1.
@@ -58,7 +70,7 @@ pub struct Addresses {
 /// A running gateway.
 pub struct Gateway {
     engine: Engine,
-    addresses: Addresses,
+    listening: Listening,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -85,9 +97,9 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         match doors::start(&config, doors, &engine, &shutdown, &tracker).await {
-            Ok(addresses) => Ok(Gateway {
+            Ok(listening) => Ok(Gateway {
                 engine,
-                addresses,
+                listening,
                 shutdown,
                 tracker,
             }),
@@ -106,9 +118,19 @@ impl Gateway {
         &self.engine
     }
 
-    /// Where each door listens.
+    /// Where each door listens: its first address (tests connect there).
     pub fn addresses(&self) -> Addresses {
-        self.addresses
+        let l = &self.listening;
+        Addresses {
+            amqp: l.amqp.first().copied(),
+            mqtt: l.mqtt.first().copied(),
+            http: l.http.first().copied(),
+        }
+    }
+
+    /// Every address of every door.
+    pub fn listening(&self) -> &Listening {
+        &self.listening
     }
 
     /// Stops accepting, asks connections to finish, waits up to `grace` for

@@ -7,10 +7,10 @@ use clap::Parser;
 
 /// One engine, three doors: AMQP 0.9.1, MQTT 3.1.1/5.0 and HTTP.
 ///
-/// Starts with embedded defaults: data in ./data, listeners on 127.0.0.1
-/// (AMQP 5672, MQTT 1883, HTTP 8080), tenant "/" and user guest/guest usable
-/// from loopback only. A port of 0 picks a free port; every chosen address is
-/// logged on its own line ("… listening on ADDRESS").
+/// Starts with embedded defaults: data in ./data, listeners on 127.0.0.1 and
+/// [::1] (AMQP 5672, MQTT 1883, HTTP 8080), tenant "/" and user guest/guest
+/// usable from loopback only. A port of 0 picks a free port; every address
+/// bound is logged on its own line ("… listening on ADDRESS").
 #[derive(Debug, Parser, Default)]
 #[command(name = "gateway", version, about, long_about = None)]
 pub struct Cli {
@@ -22,16 +22,17 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// AMQP 0.9.1 listener address, or "off".
-    #[arg(long, env = "GATEWAY_AMQP_LISTEN", value_name = "ADDR")]
+    /// AMQP 0.9.1 listener addresses (IP:PORT, comma-separated), or "off".
+    #[arg(long, env = "GATEWAY_AMQP_LISTEN", value_name = "ADDR[,ADDR...]")]
     pub amqp_listen: Option<String>,
 
-    /// MQTT 3.1.1/5.0 listener address, or "off".
-    #[arg(long, env = "GATEWAY_MQTT_LISTEN", value_name = "ADDR")]
+    /// MQTT 3.1.1/5.0 listener addresses (IP:PORT, comma-separated), or "off".
+    #[arg(long, env = "GATEWAY_MQTT_LISTEN", value_name = "ADDR[,ADDR...]")]
     pub mqtt_listen: Option<String>,
 
-    /// HTTP listener address (REST API, metrics, MQTT over WebSocket), or "off".
-    #[arg(long, env = "GATEWAY_HTTP_LISTEN", value_name = "ADDR")]
+    /// HTTP listener addresses (REST API, metrics, MQTT over WebSocket;
+    /// IP:PORT, comma-separated), or "off".
+    #[arg(long, env = "GATEWAY_HTTP_LISTEN", value_name = "ADDR[,ADDR...]")]
     pub http_listen: Option<String>,
 
     /// Log format: "human" or "json" (the level comes from RUST_LOG, default info).

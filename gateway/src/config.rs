@@ -10,6 +10,7 @@ use gw_core::SyncPolicy;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::listeners::{self, ListenAddr, ListenSetting};
 
 /// A configuration problem, reported as one line.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,8 @@ struct StorageFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DoorFile {
-    listen: Option<String>,
+    /// A string (a comma-separated list) or an array of strings.
+    listen: Option<ListenSetting>,
     /// The door's own settings, checked by the door.
     #[serde(flatten)]
     settings: toml::Table,
@@ -86,8 +88,8 @@ struct DoorFile {
 /// One door's listener and settings.
 #[derive(Clone, Debug)]
 pub struct DoorConfig {
-    /// Where to listen; `None` = door off.
-    pub listen: Option<SocketAddr>,
+    /// Where to listen, in order; empty: the door is off.
+    pub listen: Vec<ListenAddr>,
     /// Door-specific settings from the file's table (each door parses its own).
     pub settings: toml::Table,
 }
@@ -120,7 +122,7 @@ impl Config {
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
         let door = || DoorConfig {
-            listen: Some(any),
+            listen: vec![ListenAddr::required(any)],
             settings: toml::Table::new(),
         };
         Config {
@@ -184,22 +186,22 @@ impl Config {
             cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
             amqp: door(
-                "amqp",
+                "amqp listen address",
                 cli.amqp_listen.as_deref(),
                 file.amqp,
-                "127.0.0.1:5672",
+                5672,
             )?,
             mqtt: door(
-                "mqtt",
+                "mqtt listen address",
                 cli.mqtt_listen.as_deref(),
                 file.mqtt,
-                "127.0.0.1:1883",
+                1883,
             )?,
             http: door(
-                "http",
+                "http listen address",
                 cli.http_listen.as_deref(),
                 file.http,
-                "127.0.0.1:8080",
+                8080,
             )?,
         })
     }
@@ -229,33 +231,20 @@ fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// A door's listeners (flag or `GATEWAY_*`, else the file, else both
+/// loopbacks on `usual_port`) and settings.
 fn door(
-    name: &'static str,
+    key: &'static str,
     flag: Option<&str>,
     file: DoorFile,
-    default: &str,
+    usual_port: u16,
 ) -> Result<DoorConfig, ConfigError> {
-    let key = match name {
-        "amqp" => "amqp listen address",
-        "mqtt" => "mqtt listen address",
-        _ => "http listen address",
-    };
-    let text = flag
-        .map(str::to_owned)
+    let listen = match flag
+        .map(|f| ListenSetting::One(f.to_owned()))
         .or(file.listen)
-        .unwrap_or_else(|| default.to_owned());
-    let listen = match text.trim() {
-        "off" | "" => None,
-        t => Some(t.parse::<SocketAddr>().map_err(|e| {
-            invalid(
-                key,
-                t,
-                &format!(
-                    "{e} (expected HOST:PORT, e.g. 127.0.0.1:{})",
-                    default.rsplit(':').next().unwrap_or("0")
-                ),
-            )
-        })?),
+    {
+        Some(setting) => listeners::parse(key, &setting, usual_port)?,
+        None => listeners::default_addresses(usual_port),
     };
     Ok(DoorConfig {
         listen,
@@ -305,21 +294,58 @@ mod tests {
     fn defaults_then_file_then_flags() {
         let c = Config::load(&Cli::default()).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("data"));
-        assert_eq!(c.amqp.listen, Some("127.0.0.1:5672".parse().unwrap()));
+        assert_eq!(c.amqp.listen, listeners::default_addresses(5672));
+        assert_eq!(c.mqtt.listen, listeners::default_addresses(1883));
+        assert_eq!(c.http.listen, listeners::default_addresses(8080));
         assert_eq!(c.sync, SyncPolicy::Always);
         let (_d, mut cli) = cli_with(
             "data_dir = \"/tmp/x\"\n[amqp]\nlisten = \"127.0.0.1:5000\"\n[mqtt]\nlisten = \"off\"\n[storage]\nsync = \"batch:5\"\n",
         );
         let c = Config::load(&cli).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        assert_eq!(c.amqp.listen, Some("127.0.0.1:5000".parse().unwrap()));
-        assert_eq!(c.mqtt.listen, None);
+        assert_eq!(c.amqp.listen, addrs(&["127.0.0.1:5000"]));
+        assert!(c.mqtt.listen.is_empty());
         assert_eq!(c.sync, SyncPolicy::Batch(Duration::from_millis(5)));
         cli.amqp_listen = Some("127.0.0.1:0".into());
         cli.data_dir = Some("/tmp/y".into());
         let c = Config::load(&cli).unwrap();
-        assert_eq!(c.amqp.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.amqp.listen, addrs(&["127.0.0.1:0"]));
         assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+    }
+
+    fn addrs(list: &[&str]) -> Vec<ListenAddr> {
+        list.iter()
+            .map(|a| ListenAddr::required(a.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn listen_lists_from_flags_and_the_file() {
+        let cli = Cli {
+            amqp_listen: Some("127.0.0.1:5672,[::1]:5672".into()),
+            mqtt_listen: Some("off".into()),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.amqp.listen, addrs(&["127.0.0.1:5672", "[::1]:5672"]));
+        assert!(c.mqtt.listen.is_empty());
+        assert_eq!(c.http.listen, listeners::default_addresses(8080));
+        let (_d, mut cli) = cli_with(
+            "[amqp]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n[mqtt]\nlisten = \"0.0.0.0:3, [::]:4\"\n[http]\nlisten = \"off\"\n",
+        );
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.amqp.listen, addrs(&["127.0.0.1:1", "[::1]:2"]));
+        assert_eq!(c.mqtt.listen, addrs(&["0.0.0.0:3", "[::]:4"]));
+        assert!(c.http.listen.is_empty());
+        // A flag (or its GATEWAY_* variable: clap reads both into one field;
+        // tests/process.rs runs the binary with one) wins over the file.
+        cli.amqp_listen = Some("[::1]:9".into());
+        assert_eq!(Config::load(&cli).unwrap().amqp.listen, addrs(&["[::1]:9"]));
+        let (_d, cli) = cli_with("[amqp]\nlisten = [\"127.0.0.1:1\", \"nowhere\"]\n");
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("amqp listen address 'nowhere'"), "{e}");
+        let (_d, cli) = cli_with("[amqp]\nlisten = 5672\n");
+        assert!(Config::load(&cli).is_err());
     }
 
     #[test]

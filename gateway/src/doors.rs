@@ -1,24 +1,30 @@
-//! The protocol doors: each is bound to its listener and served by its own
-//! crate. A door whose listen address is "off" is not started. MQTT over
-//! WebSocket arrives through the HTTP door (`/mqtt`) and is handed to the MQTT
-//! door's connection logic, so the two doors never import each other.
+//! The protocol doors: each door's settings are parsed, its listeners bound
+//! (`listeners.rs`), and every listener served through the accept layer
+//! (`gw-listen`). A door whose listen setting is "off" is not started. MQTT
+//! over WebSocket arrives through the HTTP door (`/mqtt`) and is handed to
+//! the MQTT door through the same layer, so the two doors never import each
+//! other and one `max_connections` counts both ways in.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use gw_amqp::AmqpDoor;
 use gw_core::Engine;
+use gw_http::HttpDoor;
+use gw_listen::{Door, Permits};
+use gw_mqtt::MqttDoor;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{Addresses, StartError};
+use crate::app::{Listening, StartError};
 use crate::config::Config;
+use crate::listeners;
 
 /// Each door's own settings, parsed from its table of the config file.
 pub(crate) struct DoorSettings {
     amqp: gw_amqp::Config,
-    mqtt: Arc<gw_mqtt::Config>,
+    mqtt: gw_mqtt::Config,
     http: gw_http::Config,
 }
 
@@ -31,7 +37,7 @@ pub(crate) fn parse(config: &Config) -> Result<DoorSettings, StartError> {
     })?;
     Ok(DoorSettings {
         amqp: settings("amqp", &config.amqp.settings)?,
-        mqtt: Arc::new(settings("mqtt", &config.mqtt.settings)?),
+        mqtt: settings("mqtt", &config.mqtt.settings)?,
         http,
     })
 }
@@ -43,92 +49,86 @@ fn settings<T: DeserializeOwned>(door: &'static str, table: &toml::Table) -> Res
     })
 }
 
-/// Binds a door's listener and logs the address it got, one line per door
-/// (scripts and tests read "… listening on ADDRESS").
-async fn bind(
-    door: &'static str,
-    address: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), StartError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind {
-            door,
-            address,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind {
-        door,
-        address,
-        source,
-    })?;
-    tracing::info!(door, address = %local, "{door} listening on {local}");
-    Ok((listener, local))
-}
-
-/// Binds every configured door, then starts them.
+/// Binds every configured door's listeners, then starts the doors: each
+/// listener runs the accept layer's loop (`gw_listen::serve_listener`) with
+/// its door's permits, shared by all the door's listeners.
 pub(crate) async fn start(
     config: &Config,
     doors: DoorSettings,
     engine: &Engine,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<Addresses, StartError> {
+) -> Result<Listening, StartError> {
     // Bind everything first: a port in use fails start-up before any door serves.
-    let amqp = match config.amqp.listen {
-        Some(a) => Some(bind("amqp", a).await?),
-        None => None,
+    let mut skipped = Vec::new();
+    let amqp = listeners::bind("amqp", &config.amqp.listen, &mut skipped).await?;
+    let mqtt = listeners::bind("mqtt", &config.mqtt.listen, &mut skipped).await?;
+    let http = listeners::bind("http", &config.http.listen, &mut skipped).await?;
+    listeners::notice_skipped(&skipped);
+    let listening = Listening {
+        amqp: amqp.addresses,
+        mqtt: mqtt.addresses,
+        http: http.addresses,
     };
-    let mqtt = match config.mqtt.listen {
-        Some(a) => Some(bind("mqtt", a).await?),
-        None => None,
-    };
-    let http = match config.http.listen {
-        Some(a) => Some(bind("http", a).await?),
-        None => None,
-    };
-    let addresses = Addresses {
-        amqp: amqp.as_ref().map(|(_, a)| *a),
-        mqtt: mqtt.as_ref().map(|(_, a)| *a),
-        http: http.as_ref().map(|(_, a)| *a),
-    };
-    if let Some((listener, _)) = amqp {
-        tracker.spawn(gw_amqp::serve(
-            listener,
+    if !amqp.listeners.is_empty() {
+        let door = AmqpDoor::new(
             engine.clone(),
             doors.amqp,
             shutdown.clone(),
             tracker.clone(),
-        ));
+        );
+        let permits = Permits::for_door(&door);
+        for listener in amqp.listeners {
+            spawn_listener(listener, &door, &permits, shutdown, tracker);
+        }
     }
-    if let Some((listener, _)) = mqtt {
-        let config = (*doors.mqtt).clone();
-        tracker.spawn(gw_mqtt::serve(
-            listener,
-            engine.clone(),
-            config,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+    // The MQTT door also serves the WebSocket connections the HTTP door
+    // upgrades, through the same permits: `max_connections` counts both.
+    let mqtt_door = (!mqtt.listeners.is_empty() || !http.listeners.is_empty()).then(|| {
+        let door = MqttDoor::new(engine.clone(), doors.mqtt, shutdown.clone());
+        let permits = Permits::for_door(&door);
+        (door, permits)
+    });
+    if let Some((door, permits)) = &mqtt_door {
+        for listener in mqtt.listeners {
+            spawn_listener(listener, door, permits, shutdown, tracker);
+        }
     }
-    if let Some((listener, _)) = http {
-        let (engine2, mqtt, stop) = (engine.clone(), Arc::clone(&doors.mqtt), shutdown.clone());
-        let websocket: gw_http::StreamHandler = Arc::new(move |stream, peer| {
-            Box::pin(gw_mqtt::serve_stream(
-                stream,
-                peer,
-                engine2.clone(),
-                Arc::clone(&mqtt),
-                stop.clone(),
-            ))
+    if !http.listeners.is_empty() {
+        let websocket = mqtt_door.map(|(mqtt, permits)| -> gw_http::StreamHandler {
+            Arc::new(move |stream, peer| gw_listen::admit(&mqtt, &permits, stream, peer).boxed())
         });
-        tracker.spawn(gw_http::serve(
-            listener,
+        let door = HttpDoor::new(
             engine.clone(),
             doors.http,
             shutdown.clone(),
             tracker.clone(),
-            Some(websocket),
-        ));
+            websocket,
+        )
+        .map_err(|e| StartError::DoorSettings {
+            door: "http",
+            message: e.to_string(),
+        })?;
+        let permits = Permits::for_door(&door);
+        for listener in http.listeners {
+            spawn_listener(listener, &door, &permits, shutdown, tracker);
+        }
     }
-    Ok(addresses)
+    Ok(listening)
+}
+
+fn spawn_listener<D: Door>(
+    listener: TcpListener,
+    door: &D,
+    permits: &Permits,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(gw_listen::serve_listener(
+        listener,
+        door.clone(),
+        permits.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
 }

@@ -4,15 +4,18 @@
 //! - `cli.rs`: flags (with `GATEWAY_*` environment fallbacks);
 //! - `config.rs`: defaults < TOML file < environment < flags, validated;
 //! - `app.rs`: [`Gateway`]: opens the engine, starts the doors, stops in order;
-//! - `doors.rs`: binds each door's listener and hands it to its crate;
+//! - `listeners.rs`: listen settings → addresses, bound and logged;
+//! - `doors.rs`: each door built and its listeners served through the
+//!   accept layer (`gw-listen`);
 //! - `shutdown.rs`, `logging.rs`.
 
 mod app;
 pub mod cli;
 pub mod config;
 mod doors;
+pub mod listeners;
 pub mod logging;
 pub mod shutdown;
 
-pub use app::{Addresses, Gateway, StartError, run_until};
+pub use app::{Addresses, Gateway, Listening, StartError, run_until};
 pub use config::{Config, ConfigError, LogFormat};

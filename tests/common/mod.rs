@@ -35,8 +35,14 @@ pub struct Suite {
 impl Suite {
     /// Starts the gateway on free ports with a fresh data directory.
     pub async fn start() -> Suite {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Suite::start`] with the configuration changed by `change` first.
+    pub async fn start_with(change: impl FnOnce(&mut gateway::Config)) -> Suite {
         let dir = tempfile::tempdir().unwrap();
-        let config = gateway::Config::ephemeral(dir.path());
+        let mut config = gateway::Config::ephemeral(dir.path());
+        change(&mut config);
         let gateway = gateway::Gateway::start(config).await.unwrap();
         let a = gateway.addresses();
         Suite {

@@ -20,6 +20,7 @@ use crate::queue::Queue;
 use headers::HeaderMatch;
 pub use spec::{BindingSpec, Destination, ExchangeKind, ExchangeSpec};
 use topic::TopicTrie;
+pub use topic::topic_matches;
 
 /// A resolved destination.
 #[derive(Clone)]

@@ -1,9 +1,94 @@
-//! Topic-exchange matching: a trie of binding-key words with separate children
-//! for `*` (exactly one word) and `#` (zero or more words), AMQP 0-9-1 semantics
-//! as RabbitMQ implements them. A routing key is split on `.`; the empty key
-//! has no words (so `#` matches it and `*` does not).
+//! Topic-exchange matching, AMQP 0-9-1 semantics as RabbitMQ implements them:
+//! a binding key is a pattern of `.`-separated words where `*` stands for
+//! exactly one word and `#` for zero or more, anywhere in the pattern.
+//!
+//! Two ways to match, one set of rules: [`TopicTrie`] matches a routing key
+//! against every binding of an exchange at once; [`topic_matches`] matches it
+//! against one pattern (the MQTT door re-checks a delivery against each of a
+//! session's subscriptions with it). Both split keys with [`Words`], so the
+//! edge cases agree by construction, and a property test below holds them to it:
+//! - the empty key (or pattern) has no words: `#` matches it, `*` does not,
+//!   and the pattern `""` matches only the key `""`;
+//! - every `.` separates, so `"a..b"` has an empty middle word and `"a."` an
+//!   empty last one; an empty word is matched by `*` and by itself;
+//! - `#` may swallow nothing: `"a.#"` matches `"a"`, `"#.a"` matches `"a"`,
+//!   and `"a.#.b"` matches `"a.b"`;
+//! - `*` and `#` are wildcards only as whole words (`"a*"` is a literal).
 
 use std::collections::HashMap;
+
+/// The words of a routing key or binding key, as topic matching sees them: a
+/// cursor that can be copied to resume matching from any position.
+#[derive(Clone, Copy, Debug)]
+struct Words<'a> {
+    text: &'a str,
+    /// Byte offset of the next word; `None` once every word was read.
+    next: Option<usize>,
+}
+
+impl<'a> Words<'a> {
+    fn new(text: &'a str) -> Self {
+        // "" has no words ("#" matches it, "*" does not); "a..b" has an empty middle word.
+        Words {
+            text,
+            next: (!text.is_empty()).then_some(0),
+        }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let start = self.next?;
+        let rest = self.text.get(start..)?;
+        match rest.find('.') {
+            Some(dot) => {
+                self.next = Some(start + dot + 1);
+                rest.get(..dot)
+            }
+            None => {
+                self.next = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// Does `routing_key` match the topic binding key `pattern` (`*` one word,
+/// `#` zero or more, see the module doc)? The same answer as a topic
+/// exchange holding that one binding; no allocation, and time proportional
+/// to the product of the word counts at worst (one back-tracking point, the
+/// last `#`, as in glob matching), however many `#` the pattern holds.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    let mut pat = Words::new(pattern);
+    let mut key = Words::new(routing_key);
+    // After the last `#` seen: the pattern after it, and the key position up
+    // to which it has swallowed words. A later mismatch lets it swallow one more.
+    let mut last_hash: Option<(Words, Words)> = None;
+    loop {
+        let key_here = key;
+        match (pat.next(), key.next()) {
+            (Some("#"), _) => {
+                key = key_here;
+                last_hash = Some((pat, key_here));
+            }
+            (Some(p), Some(k)) if p == "*" || p == k => {}
+            (None, None) => return true,
+            _ => {
+                let Some((after_hash, mut swallowed)) = last_hash else {
+                    return false;
+                };
+                if swallowed.next().is_none() {
+                    return false;
+                }
+                last_hash = Some((after_hash, swallowed));
+                pat = after_hash;
+                key = swallowed;
+            }
+        }
+    }
+}
 
 /// Destinations bound by pattern; `T` is compared with `PartialEq` to unbind.
 #[derive(Debug)]
@@ -107,12 +192,6 @@ impl<T> Children<T> {
     }
 }
 
-fn words(key: &str) -> impl Iterator<Item = &str> {
-    // "" has no words; "a..b" has an empty middle word.
-    let mut it = (!key.is_empty()).then(|| key.split('.'));
-    std::iter::from_fn(move || it.as_mut()?.next())
-}
-
 impl<T: PartialEq + Clone> TopicTrie<T> {
     pub fn new() -> Self {
         TopicTrie {
@@ -129,7 +208,7 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
     /// Adds a binding; returns false when that exact binding existed.
     pub fn insert(&mut self, pattern: &str, value: T) -> bool {
         let mut node = &mut self.root;
-        for w in words(pattern) {
+        for w in Words::new(pattern) {
             node = match w {
                 "*" => node.star.get_or_insert_with(Default::default),
                 "#" => node.hash.get_or_insert_with(Default::default),
@@ -147,7 +226,7 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
 
     /// Removes a binding; returns false when it was not there.
     pub fn remove(&mut self, pattern: &str, value: &T) -> bool {
-        let ws: Vec<&str> = words(pattern).collect();
+        let ws: Vec<&str> = Words::new(pattern).collect();
         let removed = remove_at(&mut self.root, &ws, value);
         if removed {
             self.len -= 1;
@@ -158,7 +237,7 @@ impl<T: PartialEq + Clone> TopicTrie<T> {
     /// Appends every value whose pattern matches `key` (a value bound by two
     /// matching patterns appears twice; callers deduplicate).
     pub fn matches(&self, key: &str, out: &mut Vec<T>) {
-        let ws: Vec<&str> = words(key).collect();
+        let ws: Vec<&str> = Words::new(key).collect();
         match_at(&self.root, &ws, out);
     }
 }
@@ -217,6 +296,7 @@ fn match_at<T: Clone>(node: &Node<T>, ws: &[&str], out: &mut Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// RabbitMQ's own table (rabbit's exchange type topic test suite): the
     /// bindings t1..t26 and, for each routing key, the bindings it must reach.
@@ -280,6 +360,15 @@ mod tests {
             }
         };
         check(&trie, cases);
+        // The one-pattern matcher gives the same table.
+        for (key, expected) in cases {
+            let got: Vec<i32> = bindings
+                .iter()
+                .filter(|(p, _)| topic_matches(p, key))
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(&got, expected, "routing key {key:?}");
+        }
 
         // RabbitMQ then removes bindings 1, 5, 11, 19 and 21.
         for (p, v) in [
@@ -303,6 +392,112 @@ mod tests {
             ],
         );
         assert_eq!(trie.len(), 21);
+    }
+
+    #[test]
+    fn one_pattern_edges() {
+        let cases = [
+            // The empty key has no words; the empty pattern matches only it.
+            ("", "", true),
+            ("#", "", true),
+            ("*", "", false),
+            ("", "a", false),
+            ("#.#", "", true),
+            ("*.#", "", false),
+            // Empty words are words.
+            ("*", ".", false),
+            ("*.*", ".", true),
+            ("a.*", "a.", true),
+            ("*.a", ".a", true),
+            ("a..b", "a..b", true),
+            ("a..b", "a.b", false),
+            ("a.*.b", "a..b", true),
+            ("#", ".", true),
+            // `#` may swallow nothing, anywhere.
+            ("a.#", "a", true),
+            ("#.a", "a", true),
+            ("a.#.b", "a.b", true),
+            ("a.#.b", "a", false),
+            ("a.#.b", "a.x.y.b", true),
+            ("a.#.b", "a.b.c", false),
+            ("#.b.#", "b", true),
+            ("#.*", "", false),
+            ("#.*.#", "x", true),
+            ("a.#.#.c", "a.c", true),
+            ("a.#.b.#.c", "a.b.b.c", true),
+            ("a.#.b.#.c", "a.c.b", false),
+            // Wildcards only as whole words.
+            ("a*", "ab", false),
+            ("a*", "a*", true),
+            ("#a", "a", false),
+            // Keys are literal: a `*` word in a key is just a word.
+            ("*", "*", true),
+            ("a", "*", false),
+            ("a.b", "a.b.c", false),
+            ("a.b.c", "a.b", false),
+        ];
+        for (pattern, key, expected) in cases {
+            assert_eq!(
+                topic_matches(pattern, key),
+                expected,
+                "{pattern:?} vs {key:?}"
+            );
+            let mut trie = TopicTrie::new();
+            trie.insert(pattern, ());
+            let mut got = Vec::new();
+            trie.matches(key, &mut got);
+            assert_eq!(!got.is_empty(), expected, "trie: {pattern:?} vs {key:?}");
+        }
+    }
+
+    /// Many `#` and a long key: one back-tracking point keeps this quick
+    /// (a naive recursive matcher takes exponential time here).
+    #[test]
+    fn many_hashes_stay_quick() {
+        let pattern = "#.a.#.a.#.a.#.a.#.a.#.a.#.b";
+        let key = vec!["a"; 200].join(".");
+        assert!(!topic_matches(pattern, &key));
+        assert!(topic_matches(pattern, &format!("{key}.b")));
+    }
+
+    fn word() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just(""),
+            Just("*"),
+            Just("#"),
+            Just("ab"),
+        ]
+    }
+
+    fn dotted(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(word(), 0..max).prop_map(|w| w.join("."))
+    }
+
+    proptest! {
+        /// The trie (all bindings at once) and `topic_matches` (one pattern)
+        /// reach the same bindings for any patterns and key.
+        #[test]
+        fn trie_and_one_pattern_matcher_agree(
+            patterns in proptest::collection::vec(dotted(7), 1..24),
+            keys in proptest::collection::vec(dotted(8), 1..8),
+        ) {
+            let mut trie = TopicTrie::new();
+            for (i, p) in patterns.iter().enumerate() {
+                trie.insert(p, i);
+            }
+            for key in &keys {
+                let mut got = Vec::new();
+                trie.matches(key, &mut got);
+                got.sort_unstable();
+                got.dedup();
+                let want: Vec<usize> = (0..patterns.len())
+                    .filter(|&i| topic_matches(&patterns[i], key))
+                    .collect();
+                prop_assert_eq!(got, want, "key {:?}, patterns {:?}", key, patterns);
+            }
+        }
     }
 
     #[test]

@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use amq_protocol::protocol::{AMQPClass, channel, connection};
 use gw_core::{ConnectionInfo, now_millis};
+use gw_listen::Stream;
 use parking_lot::Mutex;
 use tokio::io::AsyncRead;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval};
@@ -46,7 +46,7 @@ use crate::error::{AmqpError, AmqpResult, code};
 use crate::handshake::{FRAME_MIN_SIZE, Opened, handshake};
 use crate::io::{FrameReader, ReadError};
 use crate::methods;
-use crate::outbox::{HIGH_WATER, Outbox, run_writer};
+use crate::outbox::{HIGH_WATER, Outbox, Socket, StreamSocket, TcpSocket, run_writer};
 use crate::session::{Event, Session, SessionInit};
 
 /// The reader stops reading while this much output is waiting.
@@ -54,21 +54,44 @@ const READ_PAUSE: usize = 8 * HIGH_WATER;
 /// How long a client gets to answer our `connection.close`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// Serves one accepted socket until it closes.
-pub async fn serve_connection(
-    stream: TcpStream,
+/// Serves one accepted connection until it closes; `over_limit` (the
+/// door is full) refuses it at `connection.open` with 530, as RabbitMQ does.
+///
+/// A plain TCP socket is split so that producers can write to it directly
+/// (see `outbox.rs`); any other stream is written by the writer task alone.
+pub async fn serve_connection<S: Stream>(
+    stream: S,
     peer: SocketAddr,
     server: Arc<Server>,
     over_limit: bool,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let write = Arc::new(write);
-    let outbox = Arc::new(Outbox::new(&write));
+    match gw_listen::into_tcp(stream) {
+        Ok(tcp) => {
+            let (read, write) = tcp.into_split();
+            let socket = TcpSocket::new(write);
+            let outbox = Arc::new(Outbox::new(Some(socket.direct())));
+            serve_split(read, socket, outbox, peer, server, over_limit).await;
+        }
+        Err(stream) => {
+            let (read, write) = tokio::io::split(stream);
+            let outbox = Arc::new(Outbox::new(None));
+            serve_split(read, StreamSocket(write), outbox, peer, server, over_limit).await;
+        }
+    }
+}
+
+async fn serve_split<R: AsyncRead + Unpin + Send + 'static, W: Socket>(
+    read: R,
+    socket: W,
+    outbox: Arc<Outbox>,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    over_limit: bool,
+) {
     let dead = CancellationToken::new();
     let mut writer = server
         .tracker
-        .spawn(run_writer(Arc::clone(&outbox), write, dead.clone()));
+        .spawn(run_writer(Arc::clone(&outbox), socket, dead.clone()));
     let engine = server.engine.clone();
     let conn_id = engine.next_connection_id();
     let kill = CancellationToken::new();

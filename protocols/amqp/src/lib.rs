@@ -1,8 +1,9 @@
 //! The AMQP 0-9-1 door of the gateway: RabbitMQ clients onto the engine.
 //!
 //! # Layout
-//! - [`serve`] and [`Config`] (this file): the accept loop, the connection
-//!   limit, backpressure monitoring, shutdown.
+//! - [`AmqpDoor`] and [`Config`] (this file): the door the gateway's accept
+//!   layer (`gw-listen`) serves and refuses connections through, and the
+//!   engine's backpressure, sampled for every connection.
 //! - `connection.rs`: one connection's reader loop: frames in, dispatch to
 //!   channels, heartbeats in, closing (`connection/control.rs`: channel 0 —
 //!   close, update-secret, blocked/unblocked); `handshake.rs` before it
@@ -43,12 +44,13 @@ mod outbox;
 mod session;
 mod tags;
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gw_core::Engine;
-use tokio::net::TcpListener;
+use gw_listen::{Door, Stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,7 +90,7 @@ impl Default for Config {
     }
 }
 
-/// What every connection task of one listener shares.
+/// What every connection task of the door shares.
 pub(crate) struct Server {
     pub engine: Engine,
     pub config: Config,
@@ -96,82 +98,93 @@ pub(crate) struct Server {
     pub tracker: TaskTracker,
     /// True while the engine asks publishers to slow down.
     pub pressure: watch::Receiver<bool>,
-    /// Open connections, for `max_connections`.
-    pub open: AtomicUsize,
 }
 
 /// How often the engine's backpressure flag is sampled.
 const PRESSURE_POLL: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `shutdown` is cancelled. Every connection task is
-/// spawned with `tracker.spawn(..)` so the gateway can wait for them to drain;
-/// on `shutdown` each connection is closed with `connection.close` 320
-/// CONNECTION_FORCED and given a moment to answer.
-pub async fn serve(
-    listener: TcpListener,
-    engine: Engine,
-    config: Config,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let (pressure_tx, pressure) = watch::channel(engine.under_pressure());
-    {
-        let (engine, shutdown) = (engine.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(PRESSURE_POLL);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = tick.tick() => {
-                        let now = engine.under_pressure();
-                        pressure_tx.send_if_modified(|was| std::mem::replace(was, now) != now);
-                    }
-                }
-            }
-        });
-    }
-    serve_with_pressure(listener, engine, config, shutdown, tracker, pressure).await;
+/// The AMQP door: hand it connections through `gw_listen` (its accept loop
+/// or [`gw_listen::admit`]). Every task a connection starts is spawned on
+/// `tracker`, so the gateway can wait for them to drain; on `shutdown` each
+/// connection is closed with `connection.close` 320 CONNECTION_FORCED and
+/// given a moment to answer.
+#[derive(Clone)]
+pub struct AmqpDoor {
+    server: Arc<Server>,
 }
 
-/// [`serve`] with the backpressure signal given instead of sampled from the
-/// engine (tests drive `connection.blocked` with it).
-#[doc(hidden)]
-pub async fn serve_with_pressure(
-    listener: TcpListener,
-    engine: Engine,
-    config: Config,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    pressure: watch::Receiver<bool>,
-) {
-    let server = Arc::new(Server {
-        engine,
-        config,
-        shutdown: shutdown.clone(),
-        tracker: tracker.clone(),
-        pressure,
-        open: AtomicUsize::new(0),
-    });
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let over =
-                    server.open.fetch_add(1, Ordering::AcqRel) >= server.config.max_connections;
-                let server = Arc::clone(&server);
-                tracker.spawn(async move {
-                    connection::serve_connection(stream, peer, Arc::clone(&server), over).await;
-                    server.open.fetch_sub(1, Ordering::AcqRel);
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "AMQP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+impl AmqpDoor {
+    /// The door, sampling the engine's backpressure until `shutdown`.
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        let (pressure_tx, pressure) = watch::channel(engine.under_pressure());
+        {
+            let (engine, shutdown) = (engine.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(PRESSURE_POLL);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            let now = engine.under_pressure();
+                            pressure_tx.send_if_modified(|was| std::mem::replace(was, now) != now);
+                        }
+                    }
+                }
+            });
         }
+        Self::with_pressure(engine, config, shutdown, tracker, pressure)
+    }
+
+    /// [`AmqpDoor::new`] with the backpressure signal given instead of
+    /// sampled from the engine (tests drive `connection.blocked` with it).
+    #[doc(hidden)]
+    pub fn with_pressure(
+        engine: Engine,
+        config: Config,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        pressure: watch::Receiver<bool>,
+    ) -> Self {
+        AmqpDoor {
+            server: Arc::new(Server {
+                engine,
+                config,
+                shutdown,
+                tracker,
+                pressure,
+            }),
+        }
+    }
+}
+
+impl Door for AmqpDoor {
+    const NAME: &'static str = "amqp";
+
+    fn max_connections(&self) -> usize {
+        self.server.config.max_connections
+    }
+
+    fn serve<S: Stream>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::serve_connection(stream, peer, Arc::clone(&self.server), false)
+    }
+
+    /// The handshake runs as usual and `connection.open` is answered with
+    /// 530 NOT_ALLOWED "node connection limit is reached", as RabbitMQ
+    /// answers a node over its connection limit; the handshake timeout bounds it.
+    fn refuse<S: Stream>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::serve_connection(stream, peer, Arc::clone(&self.server), true)
     }
 }

@@ -5,13 +5,15 @@
 //! every consumer task produce frames. Encoding straight into one `BytesMut`
 //! under a short lock costs no allocation and no channel send per frame.
 //!
-//! Who writes: a producer that pushes while no write is in progress writes
-//! the buffer to the socket itself, with a non-blocking `try_write` under the
-//! lock (so the write order is the push order). That saves a task wake-up on
-//! the latency path of every lone delivery or reply. What the socket does not
-//! take at once is left to the writer task, which waits for writability; while
-//! it is busy, producers only append, so under load frames pile up and go out
-//! in large writes.
+//! Who writes: on a plain TCP socket, a producer that pushes while no write
+//! is in progress writes the buffer to the socket itself, with a non-blocking
+//! `try_write` under the lock (so the write order is the push order). That
+//! saves a task wake-up on the latency path of every lone delivery or reply.
+//! What the socket does not take at once is left to the writer task, which
+//! waits for writability; while it is busy, producers only append, so under
+//! load frames pile up and go out in large writes. Other streams (TLS, say)
+//! have no non-blocking write that is sure to reach the socket, so there the
+//! writer task writes everything.
 //!
 //! Backpressure: producers that can wait (consumer tasks) call
 //! [`Outbox::wait_room`] before producing, so a slow client slows only its own
@@ -21,6 +23,7 @@
 //! Heartbeats out: when nothing was written for half the negotiated interval,
 //! the writer sends a heartbeat frame (as RabbitMQ does).
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -40,27 +44,64 @@ pub const HIGH_WATER: usize = 512 * 1024;
 /// A write buffer that grew beyond this (a huge message) is not kept for reuse.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
-/// The socket's write side, as the outbox uses it: non-blocking writes and
-/// a wait for writability. Implemented by tokio's TCP write half.
-pub trait Socket: Send + Sync + 'static {
-    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-    /// Resolves when the socket may take more.
-    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+/// The socket's write side, as the writer task uses it.
+pub trait Socket: Send + 'static {
+    /// Writes all of `buf` (and flushes it, for a buffering stream).
+    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the stream once everything is written (a TCP half just drops).
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
-impl Socket for OwnedWriteHalf {
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        OwnedWriteHalf::try_write(self, buf)
+/// A plain TCP socket's write half: producers may write to it directly.
+pub struct TcpSocket(Arc<OwnedWriteHalf>);
+
+impl TcpSocket {
+    /// Wraps the write half of an accepted connection.
+    pub fn new(write: OwnedWriteHalf) -> Self {
+        TcpSocket(Arc::new(write))
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        OwnedWriteHalf::writable(self).await
+    /// The non-blocking write producers use ([`Outbox::new`]).
+    pub fn direct(&self) -> DirectWrite {
+        let sock = Arc::clone(&self.0);
+        Arc::new(move |b: &[u8]| sock.try_write(b))
+    }
+}
+
+impl Socket for TcpSocket {
+    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.0.try_write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Any other stream's write half, written by the writer task only.
+pub struct StreamSocket<W>(pub W);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Socket for StreamSocket<W> {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).await?;
+        self.0.flush().await
+    }
+
+    async fn close(&mut self) {
+        // A TLS stream says close_notify here; the connection bounds the wait.
+        let _ = self.0.shutdown().await;
     }
 }
 
 /// A non-blocking write to the socket, shared with the writer task.
-type DirectWrite = Arc<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
+pub type DirectWrite = Arc<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
 
 struct State {
     buf: BytesMut,
@@ -75,7 +116,7 @@ struct State {
 /// The frames waiting to be written to one connection's socket.
 pub struct Outbox {
     state: Mutex<State>,
-    /// Direct writes from producers; `None` in unit tests of the buffering.
+    /// Direct writes from producers; `None` where only the writer task writes.
     direct: Option<DirectWrite>,
     /// Wakes the writer (one permit is kept if it is busy).
     wake: Notify,
@@ -92,9 +133,9 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// An outbox writing to `socket`; run [`run_writer`] with the same socket.
-    pub fn new<S: Socket>(socket: &Arc<S>) -> Self {
-        let sock = Arc::clone(socket);
+    /// An empty outbox; `direct` is the socket's non-blocking write, if it
+    /// has one ([`TcpSocket::direct`]). Run [`run_writer`] on the same socket.
+    pub fn new(direct: Option<DirectWrite>) -> Self {
         Outbox {
             state: Mutex::new(State {
                 buf: BytesMut::with_capacity(64 * 1024),
@@ -102,7 +143,7 @@ impl Outbox {
                 last_write: Instant::now(),
                 closed: false,
             }),
-            direct: Some(Arc::new(move |b: &[u8]| sock.try_write(b))),
+            direct,
             wake: Notify::new(),
             drained: Notify::new(),
             heartbeat_ms: AtomicU64::new(0),
@@ -216,12 +257,12 @@ enum Taken {
 
 /// Writes what producers could not, until the outbox is closed and empty or
 /// the socket fails (then `dead` is cancelled so the reader stops too).
-pub async fn run_writer<S: Socket>(outbox: Arc<Outbox>, sock: Arc<S>, dead: CancellationToken) {
+pub async fn run_writer<S: Socket>(outbox: Arc<Outbox>, mut sock: S, dead: CancellationToken) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     loop {
         match outbox.take_into(&mut spare) {
             Taken::Data => {
-                let res = write_all(&*sock, &spare).await;
+                let res = sock.write_all(&spare).await;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {
                     spare = BytesMut::with_capacity(64 * 1024);
@@ -235,7 +276,10 @@ pub async fn run_writer<S: Socket>(outbox: Arc<Outbox>, sock: Arc<S>, dead: Canc
                     return;
                 }
             }
-            Taken::Closed => break,
+            Taken::Closed => {
+                sock.close().await;
+                break;
+            }
             Taken::Nothing(last_write) => {
                 outbox.drained.notify_waiters();
                 let hb = outbox.heartbeat_ms.load(Ordering::Relaxed);
@@ -260,18 +304,6 @@ pub async fn run_writer<S: Socket>(outbox: Arc<Outbox>, sock: Arc<S>, dead: Canc
     outbox.drained.notify_waiters();
 }
 
-async fn write_all<S: Socket>(sock: &S, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match sock.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,11 +319,34 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (_read, write) = server.into_split();
         std::mem::forget(_read);
-        let write = Arc::new(write);
-        let outbox = Arc::new(Outbox::new(&write));
+        let socket = TcpSocket::new(write);
+        let outbox = Arc::new(Outbox::new(Some(socket.direct())));
         let dead = CancellationToken::new();
-        tokio::spawn(run_writer(Arc::clone(&outbox), write, dead.clone()));
+        tokio::spawn(run_writer(Arc::clone(&outbox), socket, dead.clone()));
         (outbox, client, dead)
+    }
+
+    /// A stream without direct writes (TLS, say): the writer task writes all.
+    #[tokio::test]
+    async fn streams_without_direct_writes_go_through_the_writer() {
+        let (client, server) = tokio::io::duplex(16);
+        let (_read, write) = tokio::io::split(server);
+        let outbox = Arc::new(Outbox::new(None));
+        let dead = CancellationToken::new();
+        tokio::spawn(run_writer(
+            Arc::clone(&outbox),
+            StreamSocket(write),
+            dead.clone(),
+        ));
+        // More than the duplex holds: written as the client reads.
+        outbox.push(|b| b.extend_from_slice(&[7u8; 100]));
+        outbox.push(|b| b.extend_from_slice(b"end"));
+        let (mut rd, _wr) = tokio::io::split(client);
+        let mut got = vec![0u8; 103];
+        rd.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[100..], b"end");
+        outbox.wait_below(1).await;
+        assert!(!dead.is_cancelled());
     }
 
     #[tokio::test]

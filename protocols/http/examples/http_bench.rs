@@ -428,15 +428,15 @@ fn start_in_process(big_batch: usize) -> (SocketAddr, tempfile::TempDir) {
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            gw_http::serve(
-                listener,
-                engine,
-                config,
+            let (shutdown, tracker) = (
                 tokio_util::sync::CancellationToken::new(),
                 tokio_util::task::TaskTracker::new(),
-                None,
-            )
-            .await;
+            );
+            let door =
+                gw_http::HttpDoor::new(engine, config, shutdown.clone(), tracker.clone(), None)
+                    .unwrap();
+            let permits = gw_listen::Permits::for_door(&door);
+            gw_listen::serve_listener(listener, door, permits, shutdown, tracker).await;
         });
     });
     (rx.recv().unwrap(), dir)

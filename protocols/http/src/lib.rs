@@ -5,8 +5,10 @@
 //! WebSocket handed to the MQTT door.
 //!
 //! # Layout
-//! - `server.rs`: the accept loop, one task per connection (registered with the
-//!   engine, closed on shutdown or an operator's request), `max_connections`.
+//! - `server.rs`: [`HttpDoor`], what the gateway's accept layer (`gw-listen`)
+//!   hands connections to: one task per connection (registered with the
+//!   engine, closed on shutdown or an operator's request), and the 503 for
+//!   connections over `max_connections`.
 //! - `state.rs`: what routes share; `config.rs`: the `[http]` settings.
 //! - `error.rs`: [`ApiError`], the one error type, and the engine error mapping.
 //! - `extract/`: strict JSON bodies and query strings; `auth.rs`: HTTP Basic.
@@ -45,7 +47,7 @@ pub use api::body::{JSON as JSON_CONTENT_TYPE, TEXT as TEXT_CONTENT_TYPE};
 pub use api::handler::Handler;
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, ErrorBody};
-pub use server::serve;
+pub use server::HttpDoor;
 pub use state::AppState;
 pub use ws::{SUBPROTOCOL, StreamHandler, WsStream};
 

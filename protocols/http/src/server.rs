@@ -1,4 +1,5 @@
-//! The accept loop and one task per connection.
+//! The HTTP door as the accept layer (`gw-listen`) sees it: one task per
+//! connection, and the 503 for connections over `max_connections`.
 //!
 //! We drive hyper's HTTP/1.1 connections ourselves (rather than `axum::serve`)
 //! because every connection must be registered with the engine (so operators
@@ -6,6 +7,7 @@
 //! gracefully on shutdown or on an operator's request, tracked by the
 //! gateway's `TaskTracker`, and counted against `max_connections`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +15,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use gw_core::{ConnectionGuard, ConnectionInfo, Engine, now_millis};
+use gw_listen::{Door, Stream};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ws::StreamHandler;
@@ -73,70 +74,57 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Conn {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled (see the crate doc).
-pub async fn serve(
-    listener: TcpListener,
-    engine: Engine,
-    config: Config,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    mqtt_websocket: Option<StreamHandler>,
-) {
-    if let Err(e) = config.validate() {
-        tracing::error!(cause = %e, "the HTTP door is not started");
-        return;
+/// The HTTP door: the router and what its routes share.
+#[derive(Clone)]
+pub struct HttpDoor {
+    app: Router,
+    state: AppState,
+}
+
+impl HttpDoor {
+    /// The door, with its settings checked; `mqtt_websocket` serves `/mqtt`
+    /// upgrades (none: `/mqtt` answers 404).
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        mqtt_websocket: Option<StreamHandler>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let state = AppState::new(engine, config, shutdown, tracker, mqtt_websocket);
+        let app = crate::router(state.clone());
+        Ok(HttpDoor { app, state })
     }
-    let max_connections = config.max_connections;
-    let state = AppState::new(
-        engine,
-        config,
-        shutdown.clone(),
-        tracker.clone(),
-        mqtt_websocket,
-    );
-    let app = crate::router(state.clone());
-    let permits = Arc::new(Semaphore::new(max_connections));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(s) => {
-                backoff = Duration::from_millis(5);
-                s
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: wait, then go on.
-                tracing::warn!(cause = %e, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => {
-                tracker.spawn(connection(stream, peer, app.clone(), state.clone(), permit));
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "max_connections reached; refusing");
-                tracker.spawn(refuse(stream));
-            }
-        }
+}
+
+impl Door for HttpDoor {
+    const NAME: &'static str = "http";
+
+    fn max_connections(&self) -> usize {
+        self.state.config().max_connections
     }
-    tracing::debug!("HTTP door stopped accepting");
+
+    fn serve<S: Stream>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection(stream, peer, self.app.clone(), self.state.clone())
+    }
+
+    /// 503 with the JSON error body, `retry-after: 1`, then close.
+    fn refuse<S: Stream>(
+        &self,
+        stream: S,
+        _peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        refuse(stream)
+    }
 }
 
 /// Serves one connection until it closes, the operator closes it or the gateway stops.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: Router,
-    state: AppState,
-    _permit: OwnedSemaphorePermit,
-) {
+async fn connection<S: Stream>(stream: S, peer: SocketAddr, app: Router, state: AppState) {
     let engine = state.engine().clone();
     let closing = CancellationToken::new();
     let closer = {
@@ -208,7 +196,7 @@ async fn connection(
 }
 
 /// Answers a connection over `max_connections` with 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse<S: Stream>(mut stream: S) {
     // Read what the client sent first: closing with unread data would reset
     // the connection and lose our answer.
     let mut buf = [0u8; 4096];

@@ -1,6 +1,7 @@
 //! MQTT over WebSocket: `GET /mqtt` with the `mqtt` subprotocol is upgraded
 //! and handed, as a byte stream, to the handler the gateway injects (the MQTT
-//! door's `serve_stream`), so this crate never depends on the MQTT one.
+//! door, through the accept layer's `admit`, so its `max_connections` counts
+//! these too), so this crate never depends on the MQTT one.
 //!
 //! [`WsStream`] turns the WebSocket's binary messages into `AsyncRead +
 //! AsyncWrite`. MQTT packets may span or share WebSocket messages
@@ -30,7 +31,7 @@ use crate::error::{ApiError, ErrorBody, code};
 use crate::state::AppState;
 
 /// What serves an upgraded MQTT-over-WebSocket connection (the gateway glues
-/// `gw_mqtt::serve_stream` in here).
+/// the MQTT door in here).
 pub type StreamHandler =
     Arc<dyn Fn(WsStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 

@@ -131,10 +131,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    rt.spawn(gw_mqtt::serve(
+    let door = rt.block_on(async {
+        gw_mqtt::MqttDoor::new(engine.clone(), gw_mqtt::Config::default(), shutdown.clone())
+    });
+    rt.spawn(gw_listen::serve_listener(
         listener,
-        engine.clone(),
-        gw_mqtt::Config::default(),
+        door.clone(),
+        gw_listen::Permits::for_door(&door),
         shutdown.clone(),
         tracker.clone(),
     ));

@@ -6,6 +6,7 @@
 //! filters; `$share/{group}/{filter}` is a consumer group on a queue of the
 //! filter; retained messages and session records are kept by the engine.
 //! Either protocol version is served on one port, picked by the CONNECT.
+//! Connections arrive through [`MqttDoor`] (this file).
 //!
 //! # Layout
 //! - [`codec`]: packets in and out (rumqttc's codecs, the server-side
@@ -37,74 +38,75 @@ mod signal;
 pub mod topic;
 mod will;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gw_core::Engine;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use gw_listen::{Door, Stream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{Anonymous, Config};
 pub use error::MqttError;
 pub use session::{SESSION_NS, SESSION_QUEUE_PREFIX, SHARED_QUEUE_PREFIX};
 
-/// Accepts MQTT connections until `shutdown` is cancelled. Every connection
-/// runs in a task spawned on `tracker`; on shutdown each sends MQTT 5 clients
-/// DISCONNECT 0x8B (Server shutting down), closes 3.1.1 clients, and ends.
-pub async fn serve(
-    listener: TcpListener,
+/// The MQTT door: hand it connections through `gw_listen` (its accept loop,
+/// or [`gw_listen::admit`] for WebSocket streams the HTTP door upgraded at
+/// `/mqtt`). Either protocol version is served on one stream, picked by the
+/// CONNECT. On `shutdown` each connection sends MQTT 5 clients DISCONNECT
+/// 0x8B (Server shutting down), closes 3.1.1 clients, and ends.
+#[derive(Clone)]
+pub struct MqttDoor {
     engine: Engine,
-    config: Config,
+    /// Stored sessions (and their timers), restored before the first client
+    /// and kept while the door can take connections.
+    registry: Arc<registry::Registry>,
+    config: Arc<Config>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let config = Arc::new(config);
-    // Restore stored sessions (and their timers) before the first client, and
-    // keep them for as long as the door is open.
-    let _registry = registry::Registry::for_engine(&engine);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Acks and deliveries are batched by the connection; Nagle
-                // would only add latency.
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(cause = %e, "TCP_NODELAY");
-                }
-                tracker.spawn(serve_stream(
-                    stream,
-                    peer,
-                    engine.clone(),
-                    Arc::clone(&config),
-                    shutdown.clone(),
-                ));
-            }
-            Err(e) => {
-                // Typically out of file descriptors: let connections close.
-                tracing::warn!(cause = %e, "MQTT accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+}
+
+impl MqttDoor {
+    /// The door for `engine`; restores the stored sessions now.
+    pub fn new(engine: Engine, config: Config, shutdown: CancellationToken) -> Self {
+        MqttDoor {
+            registry: registry::Registry::for_engine(&engine),
+            engine,
+            config: Arc::new(config),
+            shutdown,
         }
     }
 }
 
-/// Serves one MQTT connection over any byte stream until it ends: the HTTP
-/// door hands over WebSocket connections upgraded at `/mqtt` (subprotocol
-/// `mqtt`) as such streams; TCP connections of [`serve`] come here too.
-pub async fn serve_stream<S>(
-    stream: S,
-    peer: SocketAddr,
-    engine: Engine,
-    config: Arc<Config>,
-    shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    connection::run(stream, peer, engine, config, shutdown).await;
+impl Door for MqttDoor {
+    const NAME: &'static str = "mqtt";
+
+    /// TCP and WebSocket connections together.
+    fn max_connections(&self) -> usize {
+        self.config.max_connections
+    }
+
+    fn serve<S: Stream>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::run(
+            stream,
+            peer,
+            self.engine.clone(),
+            Arc::clone(&self.registry),
+            Arc::clone(&self.config),
+            self.shutdown.clone(),
+        )
+    }
+
+    /// CONNACK 0x97 Quota exceeded (5.0) / 0x03 Server unavailable (3.1.1)
+    /// once the CONNECT is read; closed if none comes within two seconds.
+    fn refuse<S: Stream>(
+        &self,
+        stream: S,
+        _peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::refuse(stream, Arc::clone(&self.config), self.shutdown.clone())
+    }
 }

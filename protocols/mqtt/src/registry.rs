@@ -3,10 +3,10 @@
 //! (with their expiry and delayed wills), and how many sessions use each
 //! shared-subscription group.
 //!
-//! The TCP listener ([`crate::serve`]) and the WebSocket door
-//! ([`crate::serve_stream`]) must see the same registry, yet are called
-//! separately with only an [`Engine`]; so registries live in a process-wide
-//! list keyed by the engine (see [`Registry::for_engine`]).
+//! TCP and WebSocket connections both arrive through one [`crate::MqttDoor`],
+//! which holds the registry. Registries also live in a process-wide list
+//! keyed by the engine (see [`Registry::for_engine`]), so that two doors made
+//! for one engine still share one.
 //!
 //! One task per registry (the sweeper) publishes delayed wills and ends
 //! expired sessions. Locking: the state mutex is held across engine calls
@@ -14,7 +14,6 @@
 //! session never changes hands half-way through.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -91,16 +90,6 @@ pub struct Registry {
     state: Mutex<State>,
     principals: Mutex<HashMap<String, (Principal, std::time::Instant)>>,
     wake: Arc<Notify>,
-    connections: AtomicUsize,
-}
-
-/// Counts one connection against `max_connections` until dropped.
-pub struct ConnectionSlot(Arc<Registry>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Registry {
@@ -125,7 +114,6 @@ impl Registry {
             state: Mutex::new(State::default()),
             principals: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
-            connections: AtomicUsize::new(0),
         });
         registry.load();
         all.push((key, Arc::downgrade(&registry)));
@@ -161,13 +149,6 @@ impl Registry {
         cache.retain(|_, (_, at)| now.duration_since(*at) < PRINCIPAL_TTL);
         cache.insert(user.to_owned(), (p.clone(), now));
         Ok(p)
-    }
-
-    /// Counts a new connection unless `max` are open.
-    pub fn add_connection(self: &Arc<Self>, max: usize) -> Option<ConnectionSlot> {
-        let n = self.connections.fetch_add(1, Ordering::AcqRel);
-        let slot = ConnectionSlot(Arc::clone(self));
-        (n < max).then_some(slot)
     }
 
     /// Reads the stored sessions: the ones that expired while the gateway was

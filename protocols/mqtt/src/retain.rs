@@ -34,12 +34,14 @@ pub fn store(tenant: &Tenant, topic: &str, message: &Message) -> Option<Ticket> 
     }
 }
 
-/// Retained messages whose topic matches `filter` (a plain filter, not
-/// `$share`), skipping those whose message expiry has passed.
-pub fn matching(tenant: &Tenant, filter: &str) -> Vec<(String, Arc<Message>)> {
-    let filter = normalize(filter);
+/// Retained messages whose topic matches `binding` (the binding key of a
+/// plain subscription, not `$share`), skipping those whose message expiry has
+/// passed. Matched as live messages are ([`topic::binding_matches`]), so a
+/// subscriber gets a retained message exactly when it would get it live.
+pub fn matching(tenant: &Tenant, binding: &str) -> Vec<(String, Arc<Message>)> {
     let now = now_millis();
-    let mut found = tenant.retained(|t| topic::matches(&filter, t));
+    let mut found =
+        tenant.retained(|t| topic::binding_matches(binding, &topic::topic_to_routing_key(t)));
     found.retain(|(_, m)| !expired(m, now));
     // Deterministic order (the store is a hash map): by topic.
     found.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,5 +1,5 @@
-//! MQTT topics and topic filters: validation, matching, `$share` parsing and the
-//! mapping onto AMQP routing keys and binding patterns.
+//! MQTT topics and topic filters: validation, `$share` parsing, the mapping
+//! onto AMQP routing keys and binding patterns, and matching through that mapping.
 //!
 //! MQTT publishes go to the exchange [`AMQP_TOPIC_EXCHANGE`] with the topic as
 //! routing key, following RabbitMQ's MQTT plugin (`rabbit_mqtt_util:mqtt_to_amqp`
@@ -33,6 +33,15 @@
 //! - A filter level that is exactly `*` is a literal in MQTT but a wildcard in an
 //!   AMQP pattern; RabbitMQ silently over-matches, [`filter_to_binding_key`]
 //!   refuses it so the subscription can be answered "topic filter invalid".
+//!
+//! Matching: there is one topic matcher in the gateway, the engine's
+//! ([`gw_core::topic_matches`], the rules `amq.topic` routes by), and the door
+//! matches through the mapping above ([`binding_matches`]). MQTT's own rules
+//! come out the same: `+` is one level, empty ones included; `sport/#` matches
+//! `sport` [MQTT-4.7.1-2] as `sport.#` matches `sport`. The one MQTT rule AMQP
+//! does not have, a leading wildcard never matching a `$` topic
+//! [MQTT-4.7.2-1], is added by [`binding_matches`]; the engine still routes
+//! such a message to the session queue and the door drops it at delivery.
 
 use thiserror::Error;
 
@@ -137,27 +146,17 @@ pub fn parse_shared(filter: &str) -> Result<Option<SharedFilter<'_>>, TopicError
     }))
 }
 
-/// Does `filter` match `topic`? Both are assumed valid.
-///
-/// `#` also matches the parent level (`a/#` matches `a`, § 4.7.1.2), and a
-/// filter starting with a wildcard never matches a topic starting with `$`
-/// [MQTT-4.7.2-1], which AMQP topic bindings do not know: the adapter must
-/// apply this rule itself before delivering a `$` topic.
-pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+/// Does a message with `routing_key` match `binding`, a binding key made by
+/// [`filter_to_binding_key`]? The engine's topic matching, plus MQTT's rule
+/// that a filter starting with a wildcard does not match a topic starting
+/// with `$` [MQTT-4.7.2-1]: AMQP has no such rule (a `#` binding on
+/// `amq.topic` receives `$SYS.x`), so it is applied here, where MQTT differs
+/// on purpose, and nowhere else.
+pub fn binding_matches(binding: &str, routing_key: &str) -> bool {
+    if routing_key.starts_with('$') && matches!(binding.split('.').next(), Some("*" | "#")) {
         return false;
     }
-    let mut topic_levels = topic.split('/');
-    let mut filter_levels = filter.split('/');
-    loop {
-        match (filter_levels.next(), topic_levels.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(f), Some(t)) if f == t => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    gw_core::topic_matches(binding, routing_key)
 }
 
 /// MQTT topic name → AMQP routing key: `/` becomes `.`, nothing else changes.
@@ -213,6 +212,7 @@ fn check_string(s: &str) -> Result<(), TopicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn topic_names() {
@@ -314,6 +314,34 @@ mod tests {
         );
     }
 
+    /// MQTT's topic matching as the specification states it (§ 4.7), level
+    /// by level, written from the spec only to check [`binding_matches`]
+    /// against it: the gateway itself matches through the AMQP mapping.
+    fn spec_matches(filter: &str, topic: &str) -> bool {
+        // [MQTT-4.7.2-1]
+        if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+            return false;
+        }
+        let mut topic_levels = topic.split('/');
+        let mut filter_levels = filter.split('/');
+        loop {
+            match (filter_levels.next(), topic_levels.next()) {
+                // `#` matches the parent level too [MQTT-4.7.1-2].
+                (Some("#"), _) => return true,
+                (Some("+"), Some(_)) => {}
+                (Some(f), Some(t)) if f == t => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Filter and topic through the mapping, matched as the door matches.
+    fn door_matches(filter: &str, topic: &str) -> bool {
+        let binding = filter_to_binding_key(filter).unwrap();
+        binding_matches(&binding, &topic_to_routing_key(topic))
+    }
+
     #[test]
     fn matching() {
         let cases = [
@@ -327,23 +355,80 @@ mod tests {
             ("+", "/a", false),
             ("+/a", "/a", true),
             ("a/#", "a", true),
+            ("sport/#", "sport", true),
             ("a/#", "a/b/c", true),
             ("a/#", "ab", false),
             ("#", "a/b", true),
             ("#", "/", true),
+            ("+/#", "a", true),
             ("a//b", "a//b", true),
             ("a//b", "a/b", false),
             ("a/b/c", "a/b", false),
             ("#", "$SYS/x", false),
             ("+/x", "$SYS/x", false),
+            ("+", "$SYS", false),
             ("$SYS/#", "$SYS/x", true),
             ("$SYS/+", "$SYS/x", true),
+            ("$SYS/#", "$SYS", true),
             ("a/$x", "a/$x", true),
+            ("a/+", "a/$x", true),
+            ("x*/+", "x*/a", true),
+            ("x*/+", "$x/a", false),
             ("é/+", "é/x", true),
             ("+", "é", true),
         ];
         for (filter, topic, expected) in cases {
-            assert_eq!(matches(filter, topic), expected, "{filter} vs {topic}");
+            assert_eq!(spec_matches(filter, topic), expected, "{filter} vs {topic}");
+            assert_eq!(door_matches(filter, topic), expected, "{filter} vs {topic}");
+        }
+    }
+
+    /// A level with a `.` is two levels to the gateway (the mapping's
+    /// documented, RabbitMQ-compatible loss); the door then matches as MQTT
+    /// matches the topic and filter with each `.` read as `/`.
+    #[test]
+    fn dots_in_levels_match_as_separators() {
+        assert!(door_matches("a/+/c", "a.b/c"));
+        assert!(door_matches("a.b/+", "a/b/c"));
+        assert!(!door_matches("a/+", "a.b/c"));
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("$s".to_owned()),
+            Just("x*".to_owned()),
+            Just("a.b".to_owned()),
+            Just(".".to_owned()),
+            "[ab$.]{1,3}",
+        ]
+    }
+
+    fn topic_name() -> impl Strategy<Value = String> {
+        proptest::collection::vec(level(), 1..6).prop_map(|l| l.join("/"))
+    }
+
+    fn topic_filter() -> impl Strategy<Value = String> {
+        let part = prop_oneof![3 => level(), 1 => Just("+".to_owned())];
+        (proptest::collection::vec(part, 0..6), any::<bool>()).prop_map(|(mut l, hash)| {
+            if hash || l.is_empty() {
+                l.push("#".to_owned());
+            }
+            l.join("/")
+        })
+    }
+
+    proptest! {
+        /// Filter → binding key and topic → routing key, then the engine's
+        /// matcher (plus the `$` rule), decide as the MQTT spec decides on the
+        /// normalised topic and filter (each `.` read as a separator).
+        #[test]
+        fn mapping_plus_core_matcher_is_mqtt_matching(filter in topic_filter(), topic in topic_name()) {
+            prop_assume!(validate_topic_filter(&filter).is_ok() && validate_topic_name(&topic).is_ok());
+            let expected = spec_matches(&filter.replace('.', "/"), &topic.replace('.', "/"));
+            prop_assert_eq!(door_matches(&filter, &topic), expected, "{} vs {}", filter, topic);
         }
     }
 
@@ -405,53 +490,5 @@ mod tests {
             Err(TopicError::UnmappableLevel)
         );
         assert_eq!(filter_to_binding_key("*"), Err(TopicError::UnmappableLevel));
-    }
-
-    /// The MQTT matcher and the binding-key mapping agree wherever no `.` or `*`
-    /// is involved (the AMQP side is re-implemented here as a plain word matcher).
-    #[test]
-    fn mqtt_matching_agrees_with_amqp_pattern_matching() {
-        fn amqp_match(pattern: &[&str], key: &[&str]) -> bool {
-            match (pattern.split_first(), key.split_first()) {
-                (None, None) => true,
-                (Some((&"#", rest)), _) => {
-                    amqp_match(rest, key) || (!key.is_empty() && amqp_match(pattern, &key[1..]))
-                }
-                (Some((&"*", prest)), Some((_, krest))) => amqp_match(prest, krest),
-                (Some((p, prest)), Some((k, krest))) => p == k && amqp_match(prest, krest),
-                _ => false,
-            }
-        }
-        let levels = ["a", "b", "", "+", "#"];
-        let mut filters = vec![];
-        for x in levels {
-            filters.push(x.to_string());
-            for y in levels {
-                filters.push(format!("{x}/{y}"));
-                for z in levels {
-                    filters.push(format!("{x}/{y}/{z}"));
-                }
-            }
-        }
-        let topics: Vec<String> = filters
-            .iter()
-            .filter(|f| !f.contains(['+', '#']))
-            .cloned()
-            .collect();
-        for filter in filters.iter().filter(|f| validate_topic_filter(f).is_ok()) {
-            let Ok(binding) = filter_to_binding_key(filter) else {
-                continue;
-            };
-            let pattern: Vec<&str> = binding.split('.').collect();
-            for topic in topics.iter().filter(|t| validate_topic_name(t).is_ok()) {
-                let key = topic_to_routing_key(topic);
-                let words: Vec<&str> = key.split('.').collect();
-                assert_eq!(
-                    matches(filter, topic),
-                    amqp_match(&pattern, &words),
-                    "{filter} {topic}"
-                );
-            }
-        }
     }
 }

@@ -4,9 +4,12 @@
 
 mod common;
 
-use common::{Server, v4, v5};
+use std::time::Duration;
+
+use common::{Server, eventually, v4, v5};
 use gw_core::Permission;
 use gw_mqtt::{Anonymous, Config};
+use tokio::io::AsyncReadExt;
 
 fn with_login(o: &mut v4::MqttOptions, user: &str, password: &str) {
     o.set_credentials(user, password);
@@ -225,7 +228,7 @@ async fn connection_limit() {
         ..Config::default()
     })
     .await;
-    let _a = v4::connect(s.addr, "a").await;
+    let a = v4::connect(s.addr, "a").await;
     let _b = v4::connect(s.addr, "b").await;
     assert_eq!(
         v4::connect_with_refusal(v4::options(s.addr, "c")).await,
@@ -235,5 +238,33 @@ async fn connection_limit() {
         v5::connect_refused(v5::options(s.addr, "d")).await,
         v5::ConnectReturnCode::QuotaExceeded
     );
+    // A connection over the limit that never sends its CONNECT is closed
+    // after a short wait, without an answer.
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no answer before closing");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // When one of the two leaves, the next client is served.
+    a.disconnect().await;
+    eventually("a freed connection slot", || {
+        let mqtt = s
+            .engine
+            .connections()
+            .iter()
+            .filter(|c| c.protocol == "mqtt")
+            .count();
+        (mqtt < 2).then_some(())
+    })
+    .await;
+    let _e = v4::connect(s.addr, "e").await;
     s.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The door's lifecycle: shutdown closes every connection promptly (MQTT 5
-//! with DISCONNECT 0x8B), an operator's close sends 0x98, and a server
-//! started on `serve_stream` (the WebSocket path) behaves like TCP.
+//! with DISCONNECT 0x8B), an operator's close sends 0x98, and a connection
+//! served by `MqttDoor::serve` on a non-TCP stream (the WebSocket path)
+//! behaves like TCP.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -60,7 +61,7 @@ async fn an_operator_can_close_a_connection() {
 }
 
 #[tokio::test]
-async fn serve_stream_serves_any_byte_stream() {
+async fn the_door_serves_any_byte_stream() {
     // The HTTP door hands WebSocket connections over as byte streams; here an
     // in-memory duplex stream stands for one.
     let dir = tempfile::tempdir().unwrap();
@@ -68,13 +69,8 @@ async fn serve_stream_serves_any_byte_stream() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (client_side, server_side) = tokio::io::duplex(4096);
     let peer = "127.0.0.1:50000".parse().unwrap();
-    let task = tokio::spawn(gw_mqtt::serve_stream(
-        server_side,
-        peer,
-        engine.clone(),
-        std::sync::Arc::new(gw_mqtt::Config::default()),
-        shutdown.clone(),
-    ));
+    let door = gw_mqtt::MqttDoor::new(engine.clone(), gw_mqtt::Config::default(), shutdown.clone());
+    let task = tokio::spawn(gw_listen::Door::serve(&door, server_side, peer));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut rd, mut wr) = tokio::io::split(client_side);
     wr.write_all(&common::connect(5, "ws-like", 0x02, &[]))

@@ -54,14 +54,14 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let serve = tokio::spawn(gw_amqp::serve_with_pressure(
-            listener,
+        let door = gw_amqp::AmqpDoor::with_pressure(
             engine.clone(),
             config,
             shutdown.clone(),
             tracker.clone(),
             rx,
-        ));
+        );
+        let serve = serve(listener, door, &shutdown, &tracker);
         Gateway {
             addr,
             engine,
@@ -82,13 +82,9 @@ impl Gateway {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let serve = tokio::spawn(gw_amqp::serve(
-            listener,
-            engine.clone(),
-            config,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        let door =
+            gw_amqp::AmqpDoor::new(engine.clone(), config, shutdown.clone(), tracker.clone());
+        let serve = serve(listener, door, &shutdown, &tracker);
         Gateway {
             addr,
             engine,
@@ -125,6 +121,23 @@ impl Gateway {
         self.engine.close();
         self._temp.take()
     }
+}
+
+/// The door on `listener` through the gateway's accept layer.
+fn serve(
+    listener: TcpListener,
+    door: gw_amqp::AmqpDoor,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> JoinHandle<()> {
+    let permits = gw_listen::Permits::for_door(&door);
+    tokio::spawn(gw_listen::serve_listener(
+        listener,
+        door,
+        permits,
+        shutdown.clone(),
+        tracker.clone(),
+    ))
 }
 
 pub fn init_logging() {

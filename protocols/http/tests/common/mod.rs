@@ -1,7 +1,7 @@
-//! Shared test helpers: the engine on a temp dir with `gw_http::serve` on
-//! 127.0.0.1:0, and a reqwest client whose every answer is checked against
-//! the server's own `/openapi.json` (status documented, body valid against
-//! the schema, with undocumented fields refused).
+//! Shared test helpers: the engine on a temp dir with the door served on
+//! 127.0.0.1:0 (by the gateway's accept layer), and a reqwest client whose
+//! every answer is checked against the server's own `/openapi.json` (status
+//! documented, body valid against the schema, with undocumented fields refused).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,13 +51,20 @@ pub async fn start_in(dir: &Path, config: Config, ws: Option<StreamHandler>) -> 
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let task = tokio::spawn(gw_http::serve(
-        listener,
+    let door = gw_http::HttpDoor::new(
         engine.clone(),
         config,
         shutdown.clone(),
         tracker.clone(),
         ws,
+    )
+    .unwrap();
+    let task = tokio::spawn(gw_listen::serve_listener(
+        listener,
+        door.clone(),
+        gw_listen::Permits::for_door(&door),
+        shutdown.clone(),
+        tracker.clone(),
     ));
     let api = Api::new(addr).await;
     Gw {

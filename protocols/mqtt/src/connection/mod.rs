@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::client::Client;
 use crate::codec::{self, CodecError, Packet, ProtocolVersion};
 use crate::config::Config;
+use crate::error::code;
 use crate::handlers::connect::{self, Handshake};
 use crate::handlers::disconnect::End;
 use crate::registry::{CloseReason, ConnSignal, Registry};
@@ -40,8 +41,11 @@ use session::serve;
 const CONNECT_MAX: usize = 256 * 1024;
 /// How long the final writes (DISCONNECT, pending acks) may take.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long a connection over `max_connections` has to send the CONNECT
+/// its refusal answers (short: it holds one of the door's few refusal slots).
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
 
-/// Serves one connection until it ends; see [`crate::serve_stream`].
+/// Serves one connection until it ends; see [`crate::MqttDoor`].
 ///
 /// Not an `async fn`: the set-up is done here, so the future (the task's
 /// state for the connection's whole life) holds one [`Conn`] and not also
@@ -50,14 +54,13 @@ pub fn run<S>(
     stream: S,
     peer: SocketAddr,
     engine: Engine,
+    registry: Arc<Registry>,
     config: Arc<Config>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let registry = Registry::for_engine(&engine);
-    let slot = registry.add_connection(config.max_connections);
     let conn_id = engine.next_connection_id();
     let signal = Arc::new(ConnSignal::default());
     let closer_signal = Arc::clone(&signal);
@@ -83,13 +86,33 @@ where
             peer,
             conn_id,
             signal,
-            over_limit: slot.is_none(),
         },
         guard,
-        _slot: slot,
         shutdown,
     };
     conn.serve().instrument(span)
+}
+
+/// Answers a connection the door has no room for: its CONNECT is read (for
+/// the protocol version) and refused with CONNACK 0x97 Quota exceeded (5.0)
+/// or 0x03 Server unavailable (3.1.1); a client that sends no CONNECT within
+/// [`REFUSE_WAIT`] is closed without an answer.
+pub async fn refuse<S>(stream: S, config: Arc<Config>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut io = Io::new(stream);
+    let wait = REFUSE_WAIT.min(Duration::from_millis(config.connect_timeout_ms));
+    let unused = ConnSignal::default();
+    let reply = match read_connect(&mut io, &config, wait, &shutdown, &unused).await {
+        Ok(packet) => Some(connect::refusal(
+            packet.version(),
+            code::QUOTA_EXCEEDED,
+            Some("too many connections (max_connections reached)".into()),
+        )),
+        Err(reply) => reply,
+    };
+    answer_and_close(&mut io, reply).await;
 }
 
 /// One connection's parts.
@@ -97,8 +120,6 @@ struct Conn<S> {
     io: Io<S>,
     hs: Handshake,
     guard: ConnectionGuard,
-    /// Counts against `max_connections` until the connection ends.
-    _slot: Option<crate::registry::ConnectionSlot>,
     shutdown: CancellationToken,
 }
 
@@ -135,13 +156,23 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let reply = match read_connect(io, hs, shutdown).await {
+    let wait = Duration::from_millis(hs.config.connect_timeout_ms);
+    let reply = match read_connect(io, &hs.config, wait, shutdown, &hs.signal).await {
         Ok(packet) => match connect::accept(packet, hs).await {
             Ok(client) => return Some(client),
             Err(refusal) => Some(refusal),
         },
         Err(reply) => reply,
     };
+    answer_and_close(io, reply).await;
+    None
+}
+
+/// Sends the answer to a refused CONNECT (if any) and closes the stream.
+async fn answer_and_close<S>(io: &mut Io<S>, reply: Option<Packet>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if let Some(reply) = reply {
         let mut out = BytesMut::new();
         if reply.write(&mut out, None).is_ok() {
@@ -149,7 +180,6 @@ where
         }
     }
     let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.shutdown()).await;
-    None
 }
 
 /// Ends a connection: MQTT 5 gets a DISCONNECT saying why (when the server
@@ -194,18 +224,20 @@ where
     client.finish(&end);
 }
 
-/// Reads the first packet, which must be a CONNECT. `Err` carries the reply
-/// to send before closing, when the protocol has one.
+/// Reads the first packet, which must be a CONNECT, for up to `wait`. `Err`
+/// carries the reply to send before closing, when the protocol has one.
 async fn read_connect<S>(
     io: &mut Io<S>,
-    hs: &Handshake,
+    config: &Config,
+    wait: Duration,
     shutdown: &CancellationToken,
+    signal: &ConnSignal,
 ) -> Result<Packet, Option<Packet>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + Duration::from_millis(hs.config.connect_timeout_ms);
-    let max = CONNECT_MAX.min(hs.config.max_packet());
+    let deadline = Instant::now() + wait;
+    let max = CONNECT_MAX.min(config.max_packet());
     loop {
         match codec::peek_connect(&io.rbuf) {
             Err(e) => return Err(refusal(e, None)),
@@ -226,7 +258,7 @@ where
                 return Err(None);
             }
             _ = shutdown.cancelled() => return Err(None),
-            _ = hs.signal.closed() => return Err(None),
+            _ = signal.closed() => return Err(None),
         }
     }
 }
@@ -266,9 +298,23 @@ mod tests {
             let shutdown = tokio_util::sync::CancellationToken::new();
             let peer = "127.0.0.1:1".parse().unwrap();
             let config = std::sync::Arc::new(crate::Config::default());
-            let task = super::run(a, peer, engine.clone(), config, shutdown);
+            let registry = crate::registry::Registry::for_engine(&engine);
+            let task = super::run(a, peer, engine.clone(), registry, config, shutdown.clone());
             let size = std::mem::size_of_val(&task);
             assert!(size <= 512, "connection task state: {size} bytes");
+            // As the accept layer spawns it: the same future and a permit.
+            let door = crate::MqttDoor::new(engine.clone(), crate::Config::default(), shutdown);
+            let permits = gw_listen::Permits::for_door(&door);
+            let (c, _d) = tokio::io::duplex(10);
+            let gw_listen::Admission::Serve(admitted) = gw_listen::admit(&door, &permits, c, peer)
+            else {
+                panic!("not admitted");
+            };
+            let admitted = std::mem::size_of_val(&admitted);
+            assert!(
+                admitted <= size + 32,
+                "admitted task state: {admitted} bytes"
+            );
             let client = std::mem::size_of::<crate::client::Client>();
             assert!(client <= 640, "client state: {client} bytes");
         });

@@ -33,8 +33,6 @@ pub struct Handshake {
     pub conn_id: u64,
     /// This connection's signal (for takeover).
     pub signal: Arc<ConnSignal>,
-    /// Refuse: `max_connections` are open.
-    pub over_limit: bool,
 }
 
 /// A CONNECT of either version, in one shape.
@@ -168,9 +166,6 @@ struct Checked {
 /// Login, tenant, client id and will: everything refused before another
 /// connection with the same client id is disturbed.
 fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
-    if hs.over_limit {
-        return Err((code::QUOTA_EXCEEDED, "too many connections".into()));
-    }
     if req.auth_method.is_some() {
         // No enhanced authentication methods are offered (§ 4.12).
         return Err((

@@ -162,7 +162,7 @@ impl Client {
             _ => false,
         };
         if send_retained && self.config.retain_available {
-            for (topic, message) in retain::matching(&self.tenant, &sub.filter) {
+            for (topic, message) in retain::matching(&self.tenant, &sub.binding) {
                 if sub.no_local && published_by(&message, self.client_id()) {
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! Shared helpers of the MQTT door's integration tests: an engine on a
-//! temporary directory with `serve` on 127.0.0.1:0, rumqttc clients whose
+//! temporary directory with the door served on 127.0.0.1:0 (by the
+//! gateway's accept layer), rumqttc clients whose
 //! events arrive on a channel, and a raw-socket client for byte-level tests.
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
@@ -52,10 +53,11 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let server = tokio::spawn(gw_mqtt::serve(
+        let door = gw_mqtt::MqttDoor::new(engine.clone(), config, shutdown.clone());
+        let server = tokio::spawn(gw_listen::serve_listener(
             listener,
-            engine.clone(),
-            config,
+            door.clone(),
+            gw_listen::Permits::for_door(&door),
             shutdown.clone(),
             tracker.clone(),
         ));
