@@ -377,9 +377,16 @@ impl Queue {
             return Appended::Gone;
         }
         let mut entry = Entry::new(Arc::clone(msg), &self.settings);
-        if self.settings.overflow == Overflow::RejectPublish
-            && self.is_full(&st, u64::from(entry.size))
-        {
+        let refuses = matches!(
+            self.settings.overflow,
+            Overflow::RejectPublish | Overflow::RejectPublishDlx
+        );
+        if refuses && self.is_full(&st, u64::from(entry.size)) {
+            if self.settings.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter_refused(&st, msg, &mut fx);
+                drop(st);
+                self.finish(fx);
+            }
             return Appended::Rejected;
         }
         let expires_at = entry.expires_at;
@@ -429,6 +436,26 @@ impl Queue {
         }
         self.finish(fx);
         Appended::Stored { seq, ticket }
+    }
+
+    /// A publish refused by `reject-publish-dlx` goes to the dead-letter
+    /// target once; a per-group target gets it in every group's dead letters
+    /// (each group would have seen it).
+    fn dead_letter_refused(&self, st: &QueueState, msg: &Arc<Message>, fx: &mut Effects) {
+        let dead = |group: &str| DeadLetter {
+            message: Arc::clone(msg),
+            reason: DeathReason::MaxLen,
+            group: group.to_owned(),
+        };
+        match (&self.settings.dead_letter, st.groups.first()) {
+            (None, _) => {}
+            (Some(DeadLetterTarget::PerGroup), Some(_)) => {
+                fx.dead.extend(st.groups.iter().map(|g| dead(&g.name)));
+            }
+            (_, first) => fx
+                .dead
+                .push(dead(first.map_or(DEFAULT_GROUP, |g| g.name.as_str()))),
+        }
     }
 
     fn is_full(&self, st: &QueueState, extra_bytes: u64) -> bool {
