@@ -290,7 +290,7 @@ async fn start(c: Checked, hs: &Handshake) -> Result<Box<Client>, Refused> {
         .registry
         .claim(&c.key, hs.conn_id, Arc::clone(&hs.signal), req.clean_start)
         .await;
-    let keep_alive = config.server_keep_alive_secs.unwrap_or(req.keep_alive);
+    let keep_alive = config.keep_alive(req.keep_alive);
     let max_inflight = req
         .receive_max
         .min(config.max_inflight)
