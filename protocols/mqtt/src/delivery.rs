@@ -219,10 +219,9 @@ impl Client {
 
     /// The subscriptions a delivery matches, or `None` when none does.
     fn match_subscriptions(&self, msg: &Message, shared: Option<u32>) -> Option<Matched> {
-        let key = &msg.routing_key;
         if let Some(uid) = shared {
             let s = self.shared.iter().find(|s| s.uid == uid)?;
-            return s.sub.matches(key).then(|| Matched {
+            return s.sub.admits(msg).then(|| Matched {
                 qos: s.sub.qos,
                 ids: s.sub.id.map(|i| i as usize).into_iter().collect(),
                 retain_as_published: s.sub.retain_as_published,
@@ -230,7 +229,7 @@ impl Client {
         }
         let mine = self.has_no_local && published_by(msg, self.client_id());
         let mut found: Option<Matched> = None;
-        for sub in self.subs.iter().filter(|s| s.matches(key)) {
+        for sub in self.subs.iter().filter(|s| s.admits(msg)) {
             if sub.no_local && mine {
                 continue;
             }

@@ -16,7 +16,7 @@
 //! delivery. Other deliveries (shared subscriptions, retained messages) take
 //! ids from a separate range ([`LOCAL_PID_FIRST`]..).
 
-use gw_core::{Message, QueueSettings, now_millis};
+use gw_core::{Message, QueueSettings, TagFilter, now_millis};
 use serde::{Deserialize, Serialize};
 
 use crate::topic;
@@ -138,12 +138,27 @@ pub struct Subscription {
     pub id: Option<u32>,
     /// The AMQP binding key of the filter.
     pub binding: String,
+    /// `x-tags` / `x-tag-match` of the SUBSCRIBE ([`crate::tags`]); boxed, as
+    /// most subscriptions have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Box<TagFilter>>,
 }
 
 impl Subscription {
     /// Does a message with this routing key match, with MQTT's `$` rule?
     pub fn matches(&self, routing_key: &str) -> bool {
         key_matches(&self.binding, routing_key)
+    }
+
+    /// Does this message reach the subscription: its topic matches and its
+    /// tags pass the subscription's tag filter, if any.
+    pub fn admits(&self, message: &Message) -> bool {
+        self.matches(&message.routing_key) && self.tags_admit(message)
+    }
+
+    /// Whether the message's tags pass the subscription's tag filter.
+    pub fn tags_admit(&self, message: &Message) -> bool {
+        self.tags.as_ref().is_none_or(|f| f.matches(&message.tags))
     }
 }
 
@@ -288,6 +303,7 @@ pub fn subscription(
         retain_as_published,
         retain_handling,
         id,
+        tags: None,
     })
 }
 
