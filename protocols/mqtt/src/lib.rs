@@ -99,14 +99,18 @@ pub async fn serve(
 /// Serves one MQTT connection over any byte stream until it ends: the HTTP
 /// door hands over WebSocket connections upgraded at `/mqtt` (subprotocol
 /// `mqtt`) as such streams; TCP connections of [`serve`] come here too.
-pub async fn serve_stream<S>(
+///
+/// Not an `async fn`, which would keep its parameters in every connection's
+/// task state beside the connection that took them over.
+pub fn serve_stream<S>(
     stream: S,
     peer: SocketAddr,
     engine: Engine,
     config: Arc<Config>,
     shutdown: CancellationToken,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    connection::run(stream, peer, engine, config, shutdown).await;
+    connection::run(stream, peer, engine, config, shutdown)
 }

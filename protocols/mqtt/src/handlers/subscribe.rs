@@ -337,17 +337,18 @@ impl Client {
     /// acknowledging (leases) when some subscription has QoS > 0, otherwise
     /// taking without leases. It is only replaced when nothing of it is in flight.
     pub fn ensure_consumer(&mut self) -> gw_core::Result<()> {
-        let Some(queue) = &self.queue else {
+        let Some(queue) = self.queue.clone() else {
             return Ok(());
         };
-        let in_flight = self
-            .inflight
-            .values()
-            .any(|i| matches!(i.source, crate::client::Source::Session(_)));
+        let in_flight = self.traffic.as_ref().is_some_and(|t| {
+            t.inflight
+                .values()
+                .any(|i| matches!(i.source, crate::client::Source::Session(_)))
+        });
         if self.subs.is_empty() {
             if !in_flight {
                 self.consumer = None;
-                self.deferred.retain(|(_, s)| s.is_some());
+                self.drop_deferred(|shared| shared.is_none());
             }
             return Ok(());
         }
@@ -359,7 +360,7 @@ impl Client {
             return Ok(());
         }
         self.consumer = None;
-        self.deferred.retain(|(_, s)| s.is_some());
+        self.drop_deferred(|shared| shared.is_none());
         let spec = ConsumerSpec {
             tag: self.client_id().to_owned(),
             prefetch_count: if acks {
@@ -417,7 +418,7 @@ impl Client {
                     return false;
                 };
                 let gone = self.shared.remove(i);
-                self.deferred.retain(|(_, uid)| *uid != Some(gone.uid));
+                self.drop_deferred(|uid| uid == Some(gone.uid));
                 drop(gone.consumer);
                 self.registry
                     .release_shared(&self.tenant, s.filter, s.group);
