@@ -712,7 +712,7 @@ impl Queue {
     pub fn group_filter(&self, group: &str) -> Result<Option<TagFilter>> {
         let st = self.state.lock();
         let i = st.group_index(group)?;
-        Ok(st.groups[i].filter.clone())
+        Ok(st.groups[i].filter.as_deref().cloned())
     }
 
     fn resolve_start(&self, log: &Log, start: StartPosition) -> u64 {
@@ -815,7 +815,7 @@ impl Queue {
     }
 
     fn check_filter(g: &mut Group, wanted: Option<&TagFilter>) -> Result<bool> {
-        match (wanted, &g.filter) {
+        match (wanted, g.filter.as_deref()) {
             (None, _) => Ok(false),
             (Some(w), Some(have)) if w == have => Ok(false),
             (Some(w), Some(have)) => Err(Error::PreconditionFailed(format!(
@@ -827,7 +827,7 @@ impl Queue {
             ))),
             (Some(w), None) => {
                 w.validate()?;
-                g.filter = Some(w.clone());
+                g.filter = Some(Box::new(w.clone()));
                 Ok(true)
             }
         }
@@ -1189,7 +1189,7 @@ impl Queue {
                 in_flight: g.in_flight(),
                 consumers: g.consumers.len(),
                 consumer_tags: g.consumers.iter().map(|c| c.tag.clone()).collect(),
-                filter: g.filter.clone(),
+                filter: g.filter.as_deref().cloned(),
                 counters: g.stats,
                 oldest_age_ms: (g.floor() < st.log.next_seq)
                     .then(|| {
