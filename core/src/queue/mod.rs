@@ -300,7 +300,9 @@ impl Queue {
 
     /// The source queue and group this queue collects dead letters for.
     pub fn dead_letters_of(&self) -> Option<(u64, &str)> {
-        self.dead_letters_of.as_deref().map(|(q, g)| (*q, g.as_str()))
+        self.dead_letters_of
+            .as_deref()
+            .map(|(q, g)| (*q, g.as_str()))
     }
 
     /// True once deleted.

@@ -232,7 +232,7 @@ impl Registry {
                     let k = (
                         rec.tenant.clone(),
                         shared_queue_name(&sub.filter),
-                        share.clone(),
+                        share.to_string(),
                     );
                     *st.shared.entry(k).or_default() += 1;
                 }

@@ -123,9 +123,10 @@ pub fn backstop_expiry_ms(max_session_expiry_secs: u32) -> Option<u64> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     /// The filter as subscribed (without the `$share/{name}/` prefix).
-    pub filter: String,
+    /// (Strings as `Box<str>`: a session keeps its subscriptions for life.)
+    pub filter: Box<str>,
     /// The ShareName of a `$share/{name}/{filter}` subscription.
-    pub share: Option<String>,
+    pub share: Option<Box<str>>,
     /// Maximum QoS.
     pub qos: u8,
     /// No Local: not the session's own publishes.
@@ -137,7 +138,7 @@ pub struct Subscription {
     /// MQTT 5 Subscription Identifier.
     pub id: Option<u32>,
     /// The AMQP binding key of the filter.
-    pub binding: String,
+    pub binding: Box<str>,
     /// `x-tags` / `x-tag-match` of the SUBSCRIBE ([`crate::tags`]); boxed, as
     /// most subscriptions have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,9 +296,9 @@ pub fn subscription(
     id: Option<u32>,
 ) -> Result<Subscription, topic::TopicError> {
     Ok(Subscription {
-        binding: topic::filter_to_binding_key(filter)?,
-        filter: filter.to_owned(),
-        share: share.map(str::to_owned),
+        binding: topic::filter_to_binding_key(filter)?.into(),
+        filter: filter.into(),
+        share: share.map(Into::into),
         qos,
         no_local,
         retain_as_published,

@@ -32,7 +32,7 @@ impl Client {
                     self.tenant.bind(BindingSpec {
                         source: AMQP_TOPIC_EXCHANGE.into(),
                         destination: Destination::Queue(q.name().to_owned()),
-                        routing_key: sub.binding.clone(),
+                        routing_key: sub.binding.to_string(),
                         arguments: Headers::new(),
                     })?;
                 }

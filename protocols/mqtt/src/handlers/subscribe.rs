@@ -167,7 +167,7 @@ impl Client {
                 .bind(BindingSpec {
                     source: AMQP_TOPIC_EXCHANGE.into(),
                     destination: Destination::Queue(q.name().to_owned()),
-                    routing_key: sub.binding.clone(),
+                    routing_key: sub.binding.to_string(),
                     arguments: Headers::new(),
                 })
                 .map_err(engine_err)?;
@@ -413,7 +413,7 @@ impl Client {
         match topic::parse_shared(path) {
             Ok(Some(s)) => {
                 let Some(i) = self.shared.iter().position(|x| {
-                    x.sub.share.as_deref() == Some(s.group) && x.sub.filter == s.filter
+                    x.sub.share.as_deref() == Some(s.group) && *x.sub.filter == *s.filter
                 }) else {
                     return false;
                 };
@@ -425,7 +425,7 @@ impl Client {
                 true
             }
             Ok(None) => {
-                let Some(i) = self.subs.iter().position(|x| x.filter == path) else {
+                let Some(i) = self.subs.iter().position(|x| *x.filter == *path) else {
                     return false;
                 };
                 let gone = self.subs.remove(i);
@@ -445,7 +445,7 @@ impl Client {
             let spec = BindingSpec {
                 source: AMQP_TOPIC_EXCHANGE.into(),
                 destination: Destination::Queue(q.name().to_owned()),
-                routing_key: gone.binding.clone(),
+                routing_key: gone.binding.to_string(),
                 arguments: Headers::new(),
             };
             if let Err(e) = self.tenant.unbind(&spec) {
