@@ -110,6 +110,12 @@ impl Group {
         if self.waiters.len() >= 64 && self.waiters.len().is_power_of_two() {
             self.waiters.retain(Waiter::is_alive);
         }
+        if self.waiters.capacity() == 0 {
+            // Most groups have one consumer waiting at a time (an MQTT
+            // session's queue always): room for one, not the four of a
+            // VecDeque's first growth.
+            self.waiters.reserve_exact(1);
+        }
         self.waiters.push_back(Waiter {
             consumer,
             notify: Arc::clone(notify),

@@ -57,7 +57,9 @@ const MAX_SKIPS_PER_CALL: usize = 4096;
 pub(crate) struct Group {
     pub id: u32,
     pub name: String,
-    pub filter: Option<TagFilter>,
+    /// Boxed: most groups filter on nothing, and an MQTT deployment has a
+    /// group per device.
+    pub filter: Option<Box<TagFilter>>,
     pub created_at: u64,
     floor: u64,
     cursor: u64,
@@ -92,7 +94,7 @@ impl Group {
         Group {
             id,
             name,
-            filter,
+            filter: filter.map(Box::new),
             created_at: crate::message::now_millis(),
             floor: start,
             cursor: start,
@@ -172,7 +174,7 @@ impl Group {
         GroupRecord {
             id: self.id,
             name: self.name.clone(),
-            filter: self.filter.clone(),
+            filter: self.filter.as_deref().cloned(),
             created_at: self.created_at,
             floor: self.floor,
             settled,

@@ -26,9 +26,16 @@ impl Queue {
             return Appended::Gone;
         }
         let mut entry = Entry::new(Arc::clone(msg), &self.settings);
-        if self.settings.overflow == Overflow::RejectPublish
-            && self.is_full(&st, u64::from(entry.size))
-        {
+        let refuses = matches!(
+            self.settings.overflow,
+            Overflow::RejectPublish | Overflow::RejectPublishDlx
+        );
+        if refuses && self.is_full(&st, u64::from(entry.size)) {
+            if self.settings.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter_refused(&st, msg, &mut fx);
+                drop(st);
+                self.finish(fx);
+            }
             return Appended::Rejected;
         }
         let expires_at = entry.expires_at;

@@ -72,7 +72,7 @@ impl Queue {
     }
 
     pub(super) fn check_filter(g: &mut Group, wanted: Option<&TagFilter>) -> Result<bool> {
-        match (wanted, &g.filter) {
+        match (wanted, g.filter.as_deref()) {
             (None, _) => Ok(false),
             (Some(w), Some(have)) if w == have => Ok(false),
             (Some(w), Some(have)) => Err(Error::PreconditionFailed(format!(
@@ -84,7 +84,7 @@ impl Queue {
             ))),
             (Some(w), None) => {
                 w.validate()?;
-                g.filter = Some(w.clone());
+                g.filter = Some(Box::new(w.clone()));
                 Ok(true)
             }
         }

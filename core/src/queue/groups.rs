@@ -98,7 +98,7 @@ impl Queue {
     pub fn group_filter(&self, group: &str) -> Result<Option<TagFilter>> {
         let st = self.state.lock();
         let i = st.group_index(group)?;
-        Ok(st.groups[i].filter.clone())
+        Ok(st.groups[i].filter.as_deref().cloned())
     }
 
     pub(super) fn resolve_start(&self, log: &Log, start: StartPosition) -> u64 {

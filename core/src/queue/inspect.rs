@@ -20,7 +20,7 @@ impl Queue {
                 in_flight: g.in_flight(),
                 consumers: g.consumers.len(),
                 consumer_tags: g.consumers.iter().map(|c| c.tag.clone()).collect(),
-                filter: g.filter.clone(),
+                filter: g.filter.as_deref().cloned(),
                 counters: g.stats,
                 oldest_age_ms: (g.floor() < st.log.next_seq)
                     .then(|| {

@@ -1,11 +1,39 @@
 //! `x-max-length` / `x-max-length-bytes`: how full a queue is, and what
-//! overflow does (drop or dead-letter the head; `reject-publish` is decided
-//! at append).
+//! overflow does (drop or dead-letter the head; `reject-publish` and
+//! `reject-publish-dlx` are decided at append).
 
-use super::{Log, Overflow, Queue, QueueState};
-use crate::group::{Effects, Group};
+use std::sync::Arc;
+
+use super::{DEFAULT_GROUP, DeadLetterTarget, Log, Overflow, Queue, QueueState};
+use crate::group::{DeadLetter, DeathReason, Effects, Group};
+use crate::message::Message;
 
 impl Queue {
+    /// A publish refused by `reject-publish-dlx` goes to the dead-letter
+    /// target once; a per-group target gets it in every group's dead letters
+    /// (each group would have seen it).
+    pub(super) fn dead_letter_refused(
+        &self,
+        st: &QueueState,
+        msg: &Arc<Message>,
+        fx: &mut Effects,
+    ) {
+        let dead = |group: &str| DeadLetter {
+            message: Arc::clone(msg),
+            reason: DeathReason::MaxLen,
+            group: group.to_owned(),
+        };
+        match (&self.settings.dead_letter, st.groups.first()) {
+            (None, _) => {}
+            (Some(DeadLetterTarget::PerGroup), Some(_)) => {
+                fx.dead.extend(st.groups.iter().map(|g| dead(&g.name)));
+            }
+            (_, first) => fx
+                .dead
+                .push(dead(first.map_or(DEFAULT_GROUP, |g| g.name.as_str()))),
+        }
+    }
+
     pub(super) fn is_full(&self, st: &QueueState, extra_bytes: u64) -> bool {
         let (len, bytes) = self.backlog(st);
         self.settings.max_length.is_some_and(|m| len >= m)

@@ -159,7 +159,8 @@ pub struct Queue {
     exclusive_owner: Option<u64>,
     arguments: Headers,
     created_at: UnixMillis,
-    pub(crate) dead_letters_of: Option<(u64, String)>,
+    /// Boxed: only dead-letter queues of groups have it.
+    pub(crate) dead_letters_of: Option<Box<(u64, String)>>,
     me: Weak<Queue>,
     pub(crate) services: Arc<Services>,
     state: Mutex<QueueState>,
@@ -244,7 +245,7 @@ impl Queue {
             exclusive_owner: init.exclusive_owner,
             arguments: init.arguments,
             created_at: init.created_at,
-            dead_letters_of: init.dead_letters_of,
+            dead_letters_of: init.dead_letters_of.map(Box::new),
             me: me.clone(),
             services,
             state: Mutex::new(QueueState {
@@ -311,7 +312,9 @@ impl Queue {
 
     /// The source queue and group this queue collects dead letters for.
     pub fn dead_letters_of(&self) -> Option<(u64, &str)> {
-        self.dead_letters_of.as_ref().map(|(q, g)| (*q, g.as_str()))
+        self.dead_letters_of
+            .as_deref()
+            .map(|(q, g)| (*q, g.as_str()))
     }
 
     /// True once deleted.

@@ -31,6 +31,10 @@ pub enum Overflow {
     RejectPublish,
     /// Dead-letter the oldest ready message.
     DeadLetterHead,
+    /// Refuse the new message and dead-letter it (reason `maxlen`), as
+    /// RabbitMQ's `reject-publish-dlx`: the publisher still gets a negative
+    /// confirm.
+    RejectPublishDlx,
 }
 
 /// Where dead letters go.

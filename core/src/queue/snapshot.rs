@@ -18,7 +18,7 @@ impl Queue {
             auto_delete: self.auto_delete,
             arguments: self.arguments.clone(),
             created_at: self.created_at,
-            dead_letters_of: self.dead_letters_of.clone(),
+            dead_letters_of: self.dead_letters_of.as_deref().cloned(),
         }
     }
 

@@ -127,11 +127,14 @@ impl<T> Node<T> {
 
 /// A node's children by word. Most nodes have a handful, kept in a vector
 /// (a hash map costs ~300 bytes even for one entry, and MQTT deployments have a
-/// node per device); a node with many switches to a hash map.
+/// node per device); a node with many switches to a hash map, boxed so that
+/// the enum is a vector's 24 bytes in every leaf.
 #[derive(Debug)]
 enum Children<T> {
     Few(Vec<(Box<str>, Node<T>)>),
-    Many(HashMap<Box<str>, Node<T>>),
+    // The box is the point: a bare HashMap would make every leaf 48 bytes.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<Box<str>, Node<T>>>),
 }
 
 const FEW: usize = 8;
@@ -163,7 +166,7 @@ impl<T> Children<T> {
             && v.len() >= FEW
             && !v.iter().any(|(k, _)| &**k == w)
         {
-            *self = Children::Many(std::mem::take(v).into_iter().collect());
+            *self = Children::Many(Box::new(std::mem::take(v).into_iter().collect()));
         }
         match self {
             Children::Few(v) => {

@@ -332,6 +332,29 @@ pub async fn ttl_expires_into_dead_letters_and_max_length_drops_head(b: Backend)
         .map(|i| t.publish(msg("strict", &i.to_string())).unwrap().rejected)
         .collect();
     assert_eq!(r, vec![0, 0, 1]);
+
+    // reject-publish-dlx: refused (the receipt says so) and dead-lettered.
+    let (dlq2, _) = t
+        .declare_queue("refused-dead", spec(QueueSettings::classic()))
+        .unwrap();
+    let s = QueueSettings {
+        max_length: Some(1),
+        overflow: Overflow::RejectPublishDlx,
+        dead_letter: Some(DeadLetterTarget::Queue("refused-dead".into())),
+        ..QueueSettings::classic()
+    };
+    let (q, _) = t.declare_queue("strict-dlx", spec(s)).unwrap();
+    let r: Vec<_> = ["kept", "refused"]
+        .iter()
+        .map(|b| t.publish(msg("strict-dlx", b)).unwrap().rejected)
+        .collect();
+    assert_eq!(r, vec![0, 1]);
+    let kept = drain(&q, DEFAULT_GROUP, true).await;
+    assert_eq!(kept.iter().map(body).collect::<Vec<_>>(), vec!["kept"]);
+    let dead = drain(&dlq2, DEFAULT_GROUP, true).await;
+    assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), vec!["refused"]);
+    let death = dead[0].message.headers.get("x-first-death-reason");
+    assert_eq!(death.and_then(|v| v.as_str()), Some("maxlen"));
     e.close();
 }
 

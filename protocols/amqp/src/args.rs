@@ -15,7 +15,7 @@
 //! | `x-message-ttl`, `x-expires` (ms) | `message_ttl_ms`, `expires_ms` |
 //! | `x-dead-letter-exchange` [+ `-routing-key`] | `dead_letter` Exchange |
 //! | `x-max-length`, `x-max-length-bytes` | `max_length`, `max_bytes` |
-//! | `x-overflow` drop-head, reject-publish(-dlx), dead-letter-head | `overflow` |
+//! | `x-overflow` drop-head (dead-letter-head with a DLX), reject-publish, reject-publish-dlx | `overflow` |
 //! | `x-delivery-limit` L | `max_deliveries` L + 1 (L redeliveries after the first) |
 //! | `x-single-active-consumer` | `single_active_consumer` |
 //! | `x-max-priority` 1–255 | `max_priority` |
@@ -113,9 +113,8 @@ pub fn queue_args(table: &FieldTable, resource: &str) -> AmqpResult<QueueArgs> {
             "x-overflow" => {
                 s.overflow = match value.as_str() {
                     Some("drop-head") => Overflow::DropHead,
-                    // The engine has no "dead-letter what was refused"; refusing is the part
-                    // publishers see (a nack), so reject-publish-dlx refuses like reject-publish.
-                    Some("reject-publish" | "reject-publish-dlx") => Overflow::RejectPublish,
+                    Some("reject-publish") => Overflow::RejectPublish,
+                    Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
                     Some("dead-letter-head") => Overflow::DeadLetterHead,
                     Some(other) => {
                         return Err(invalid(
@@ -149,6 +148,11 @@ pub fn queue_args(table: &FieldTable, resource: &str) -> AmqpResult<QueueArgs> {
             }
             _ => {}
         }
+    }
+    // RabbitMQ's drop-head (the default) dead-letters what it drops when the
+    // queue has a dead-letter exchange.
+    if s.overflow == Overflow::DropHead && s.dead_letter.is_some() {
+        s.overflow = Overflow::DeadLetterHead;
     }
     s.validate()
         .map_err(|e| AmqpError::precondition(format!("invalid arguments for {resource}: {e}")))?;

@@ -327,20 +327,31 @@ fn client_name(props: &FieldTable) -> String {
         .unwrap_or_default()
 }
 
-/// `connection.start`: who we are and what we can do (RabbitMQ's capability list).
+/// What the door implements of RabbitMQ's protocol extensions, by the names
+/// RabbitMQ announces them (`rabbit_reader:server_capabilities/1`). Each one
+/// is true here: confirms (`confirm.select`), `exchange.bind`, `basic.nack`,
+/// `basic.cancel` sent when a queue goes away, `connection.blocked`,
+/// `x-priority` on consume, the 403 close on a failed login, per-consumer
+/// `basic.qos`, and `amq.rabbitmq.reply-to`.
+const CAPABILITIES: [&str; 9] = [
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+    "direct_reply_to",
+];
+
+/// `connection.start`: who we are and what we can do, in the shape of
+/// RabbitMQ's server properties (all long strings, plus the capabilities
+/// table). `product` names the gateway, not RabbitMQ: clients that branch on
+/// the product see what they talk to.
 fn start() -> connection::Start {
     let mut caps = FieldTable::default();
-    for cap in [
-        "publisher_confirms",
-        "exchange_exchange_bindings",
-        "basic.nack",
-        "consumer_cancel_notify",
-        "connection.blocked",
-        "consumer_priorities",
-        "authentication_failure_close",
-        "per_consumer_qos",
-        "direct_reply_to",
-    ] {
+    for cap in CAPABILITIES {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
     }
     let mut props = FieldTable::default();
@@ -350,8 +361,16 @@ fn start() -> connection::Start {
     props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     props.insert("platform".into(), text("Rust"));
     props.insert(
+        "copyright".into(),
+        text("Copyright (c) the gateway's contributors"),
+    );
+    props.insert(
         "information".into(),
-        text("AMQP 0-9-1 door of the message gateway"),
+        text(concat!(
+            "Licensed under the ",
+            env!("CARGO_PKG_LICENSE"),
+            " license. The AMQP 0-9-1 door of the message gateway"
+        )),
     );
     connection::Start {
         version_major: 0,
@@ -397,6 +416,26 @@ mod tests {
         assert_eq!(
             e.text,
             "COMMAND_INVALID - unknown authentication mechanism 'EXTERNAL'"
+        );
+    }
+
+    #[test]
+    fn server_properties_have_rabbitmqs_shape() {
+        let props = start().server_properties;
+        for key in ["product", "version", "platform", "copyright", "information"] {
+            match props.inner().get(key) {
+                Some(AMQPValue::LongString(s)) => assert!(!s.as_bytes().is_empty(), "{key}"),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") else {
+            panic!("no capabilities table")
+        };
+        assert_eq!(caps.inner().len(), CAPABILITIES.len());
+        assert!(
+            caps.inner()
+                .values()
+                .all(|v| *v == AMQPValue::Boolean(true))
         );
     }
 

@@ -68,6 +68,7 @@ async fn run_script(program: &str, script: &str) {
         "publisher_confirms",
         "extras",
         "errors",
+        "rabbitmq_compat",
     ] {
         assert!(
             stdout.contains(&format!("ok {scenario}")),

@@ -1,5 +1,5 @@
-//! Backpressure (`connection.blocked`), `connection.update-secret` and the
-//! connection limit, over raw TCP.
+//! Backpressure (`connection.blocked`), `connection.update-secret` (and its
+//! refusal where it does not belong) and the connection limit, over raw TCP.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -71,32 +71,58 @@ async fn publishers_are_blocked_while_the_engine_is_under_pressure() {
     gw.stop().await;
 }
 
+fn update_secret(secret: &str) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
+        connection::UpdateSecret {
+            new_secret: secret.into(),
+            reason: "token refresh".into(),
+        },
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_secret_rechecks_the_credentials() {
+async fn update_secret_is_accepted_for_password_users() {
     let gw = Gateway::start().await;
     let mut raw = Raw::open(gw.addr, &Login::default()).await;
-    let update = |secret: &str| {
-        AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
-            connection::UpdateSecret {
-                new_secret: secret.into(),
-                reason: "token refresh".into(),
-            },
-        ))
-    };
-    raw.method(0, update("guest")).await;
-    assert!(matches!(
-        raw.frame().await,
-        Some(Frame::Method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(_))
-        ))
-    ));
-    raw.method(0, update("not the password")).await;
+    // Any new secret, as RabbitMQ's internal backend: a password was checked
+    // at login; the method is for refreshing expiring tokens.
+    for secret in ["guest", "not the password", ""] {
+        raw.method(0, update_secret(secret)).await;
+        assert!(matches!(
+            raw.frame().await,
+            Some(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(_))
+            ))
+        ));
+    }
+    raw.open_channel(1).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_secret_out_of_place_is_refused_like_rabbitmq() {
+    let gw = Gateway::start().await;
+    // Before the connection is open: 504 in the state it arrived in.
+    let (mut raw, tune) = Raw::login(gw.addr, &Login::default()).await;
+    assert!(tune.is_some());
+    raw.method(0, update_secret("early")).await;
     let close = raw.connection_close().await;
-    assert_eq!(close.reply_code, 530);
     assert_eq!(
-        close.reply_text.as_str(),
-        "NOT_ALLOWED - New secret was refused by one of the backends"
+        (close.reply_code, close.reply_text.as_str()),
+        (
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state tuning"
+        )
+    );
+    // On a channel other than 0: 503, the connection closes.
+    let mut raw = Raw::open(gw.addr, &Login::default()).await;
+    raw.open_channel(1).await;
+    raw.method(1, update_secret("wrong channel")).await;
+    let close = raw.connection_close().await;
+    assert_eq!(
+        (close.reply_code, close.reply_text.as_str()),
+        (503, "COMMAND_INVALID - unimplemented method")
     );
     gw.stop().await;
 }

@@ -10,8 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use gw_core::{Access, Consumer, DeliveryTag, Engine, Message, Principal, Queue, Tenant, Ticket};
+use gw_core::{
+    Access, ConnectionGuard, Consumer, DeliveryTag, Engine, Message, Principal, Queue, Tenant,
+    Ticket,
+};
 use rumqttc::v5::mqttbytes::v5;
+use tokio_util::sync::CancellationToken;
 
 use crate::codec::{AckKind, Packet, ProtocolVersion, write_ack};
 use crate::config::Config;
@@ -99,6 +103,56 @@ pub struct AliasesOut {
     pub next_victim: usize,
 }
 
+/// What a connection holds until it ends, besides its state: its entry in
+/// the engine's list of connections. (Its place under `max_connections` is
+/// the accept layer's permit, held beside the connection's future.)
+pub struct Keep {
+    /// Unregisters the connection from the engine when dropped.
+    pub guard: ConnectionGuard,
+}
+
+/// A connection's packets in flight and replies waiting: empty on an idle
+/// connection, so kept apart ([`Client::traffic`]) and given back when the
+/// connection goes quiet with none of it left.
+#[derive(Default)]
+pub struct Traffic {
+    /// Outgoing QoS 1/2 by packet id.
+    pub inflight: HashMap<u16, Inflight>,
+    /// Deliveries taken from the engine but not yet sent (their packet id is
+    /// still in use): (delivery, shared uid or `None` for the session queue).
+    pub deferred: VecDeque<(gw_core::Delivery, Option<u32>)>,
+    /// Retained messages to send.
+    pub retained_out: VecDeque<RetainedOut>,
+    /// Session-queue deliveries to acknowledge to the engine.
+    pub session_acks: Vec<DeliveryTag>,
+    /// Shared deliveries to acknowledge to the engine.
+    pub shared_acks: Vec<(u32, DeliveryTag)>,
+    /// Replies waiting for the store, in order, with the ticket each needs.
+    pub replies: VecDeque<(Ticket, Reply)>,
+    /// QoS 1 publishes whose PUBACK waits in `replies`.
+    pub unacked_qos1: usize,
+    /// The store wait in progress and the ticket it waits for.
+    pub durable: Option<(Ticket, DurableWait)>,
+    /// Incoming topic aliases (MQTT 5, client → server), by alias − 1; they
+    /// last as long as the connection.
+    pub aliases_in: Vec<Option<String>>,
+}
+
+impl Traffic {
+    /// Nothing in flight, waiting or remembered.
+    pub fn is_empty(&self) -> bool {
+        self.inflight.is_empty()
+            && self.deferred.is_empty()
+            && self.retained_out.is_empty()
+            && self.session_acks.is_empty()
+            && self.shared_acks.is_empty()
+            && self.replies.is_empty()
+            && self.unacked_qos1 == 0
+            && self.durable.is_none()
+            && self.aliases_in.is_empty()
+    }
+}
+
 /// Everything the server knows about one connected client.
 pub struct Client {
     /// 3.1.1 or 5.0.
@@ -141,8 +195,8 @@ pub struct Client {
     /// Next [`SharedSub::uid`].
     pub next_shared_uid: u32,
 
-    /// Outgoing QoS 1/2 by packet id.
-    pub inflight: HashMap<u16, Inflight>,
+    /// Packets in flight and replies waiting, while there are any.
+    pub traffic: Option<Box<Traffic>>,
     /// Most outgoing QoS 1/2 in flight.
     pub max_inflight: u16,
     /// The client's Maximum Packet Size.
@@ -153,30 +207,13 @@ pub struct Client {
     pub aliases_out: Option<Box<AliasesOut>>,
     /// Next packet id to try for shared and retained deliveries.
     pub next_local_pid: u16,
-    /// Deliveries taken from the engine but not yet sent (their packet id is
-    /// still in use): (delivery, shared uid or `None` for the session queue).
-    pub deferred: VecDeque<(gw_core::Delivery, Option<u32>)>,
-    /// Retained messages to send.
-    pub retained_out: VecDeque<RetainedOut>,
-    /// Session-queue deliveries to acknowledge to the engine.
-    pub session_acks: Vec<DeliveryTag>,
-    /// Shared deliveries to acknowledge to the engine.
-    pub shared_acks: Vec<(u32, DeliveryTag)>,
     /// Set when a consumer may have something (woken, or window room freed).
     pub may_deliver: bool,
 
-    /// Incoming topic aliases (MQTT 5, client → server), by alias − 1.
-    pub aliases_in: Vec<Option<String>>,
     /// Incoming QoS 2 packet ids PUBREC'd, awaiting PUBREL.
     pub incoming_qos2: PidSet,
     /// Outgoing QoS 2 packet ids PUBREL'd, awaiting PUBCOMP.
     pub outgoing_pubrel: PidSet,
-    /// Replies waiting for the store, in order, with the ticket each needs.
-    pub replies: VecDeque<(Ticket, Reply)>,
-    /// QoS 1 publishes whose PUBACK waits in `replies`.
-    pub unacked_qos1: usize,
-    /// The store wait in progress and the ticket it waits for.
-    pub durable: Option<(Ticket, DurableWait)>,
     /// Cached answer of the publish permission check.
     pub publish_allowed: Option<bool>,
     /// Some subscription has No Local: mark our publishes with our client id.
@@ -187,6 +224,11 @@ pub struct Client {
     pub will: Option<Box<WillRecord>>,
     /// Keep alive in seconds (0: none).
     pub keep_alive: u16,
+    /// The door's shutdown.
+    pub shutdown: CancellationToken,
+    /// Held for the connection's life (in the client, not the task's state,
+    /// which every idle connection keeps too).
+    pub keep: Option<Keep>,
 }
 
 impl Client {
@@ -195,27 +237,70 @@ impl Client {
         self.key.client_id()
     }
 
+    /// How long the client may stay silent: one and a half times its keep
+    /// alive [MQTT-3.1.2-24] (`None` without one). Computed, not kept: the
+    /// connection loop's state is in every idle connection.
+    pub fn keep_alive_limit(&self) -> Option<std::time::Duration> {
+        (self.keep_alive > 0)
+            .then(|| std::time::Duration::from_millis(u64::from(self.keep_alive) * 1500))
+    }
+
     /// Whether the session outlives the connection.
     pub fn persistent(&self) -> bool {
         self.expiry_secs > 0
     }
 
+    /// The packets in flight and replies waiting, made on first use.
+    pub fn traffic(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Default::default)
+    }
+
+    /// Outgoing QoS 1/2 in flight.
+    pub fn inflight_len(&self) -> usize {
+        self.traffic.as_ref().map_or(0, |t| t.inflight.len())
+    }
+
+    /// The outgoing QoS 1/2 with this packet id, if one is in flight.
+    pub fn in_flight(&self, pid: u16) -> Option<Inflight> {
+        self.traffic.as_ref()?.inflight.get(&pid).copied()
+    }
+
+    /// Whether deliveries wait for a packet id or window room.
+    pub fn has_deferred(&self) -> bool {
+        self.traffic
+            .as_ref()
+            .is_some_and(|t| !t.deferred.is_empty())
+    }
+
+    /// Forgets held-back deliveries whose source (shared uid, `None` for the
+    /// session queue) `gone` says went away.
+    pub fn drop_deferred(&mut self, gone: impl Fn(Option<u32>) -> bool) {
+        if let Some(t) = self.traffic.as_mut() {
+            t.deferred.retain(|(_, source)| !gone(*source));
+        }
+    }
+
+    /// Replies waiting for the store.
+    pub fn replies_waiting(&self) -> usize {
+        self.traffic.as_ref().map_or(0, |t| t.replies.len())
+    }
+
     /// Queues a reply that needs `ticket` on disk first; replies go out in order.
     pub fn reply(&mut self, ticket: Option<Ticket>, reply: Reply) {
-        if ticket.is_none() && self.replies.is_empty() {
+        if ticket.is_none() && self.replies_waiting() == 0 {
             self.encode_reply(reply);
         } else {
+            let t = self.traffic();
             if let Reply::Ack {
                 kind: AckKind::PubAck,
                 ..
             } = reply
             {
-                self.unacked_qos1 += 1;
+                t.unacked_qos1 += 1;
             }
             // Kept non-decreasing, so the last entry's ticket covers all of them.
-            let last = self.replies.back().map_or(0, |(t, _)| *t);
-            self.replies
-                .push_back((ticket.unwrap_or(0).max(last), reply));
+            let last = t.replies.back().map_or(0, |(t, _)| *t);
+            t.replies.push_back((ticket.unwrap_or(0).max(last), reply));
         }
     }
 
@@ -245,7 +330,7 @@ impl Client {
                     }
                 }
                 if !retained.is_empty() {
-                    self.retained_out.extend(retained);
+                    self.traffic().retained_out.extend(retained);
                 }
                 self.may_deliver = true;
             }
@@ -254,16 +339,22 @@ impl Client {
 
     /// The store reached `ticket`: sends the replies that waited for it.
     pub fn durable_reached(&mut self, ticket: Ticket) {
-        while self.replies.front().is_some_and(|(t, _)| *t <= ticket) {
-            let Some((_, reply)) = self.replies.pop_front() else {
-                break;
+        loop {
+            let Some(t) = self.traffic.as_mut() else {
+                return;
+            };
+            if t.replies.front().is_none_or(|(at, _)| *at > ticket) {
+                return;
+            }
+            let Some((_, reply)) = t.replies.pop_front() else {
+                return;
             };
             if let Reply::Ack {
                 kind: AckKind::PubAck,
                 ..
             } = reply
             {
-                self.unacked_qos1 -= 1;
+                t.unacked_qos1 -= 1;
             }
             self.encode_reply(reply);
         }
@@ -273,14 +364,17 @@ impl Client {
     /// wait is running (one wait at a time: tickets are ordered, so the
     /// newest covers all before it).
     pub fn start_durable_wait(&mut self) {
-        if self.durable.is_some() {
+        let Some(t) = self.traffic.as_mut() else {
+            return;
+        };
+        if t.durable.is_some() {
             return;
         }
-        let Some(&(ticket, _)) = self.replies.back() else {
+        let Some(&(ticket, _)) = t.replies.back() else {
             return;
         };
         let engine = self.engine.clone();
-        self.durable = Some((
+        t.durable = Some((
             ticket,
             Box::pin(async move { engine.wait_durable(ticket).await }),
         ));
@@ -289,7 +383,7 @@ impl Client {
     /// QoS 1/2 publishes from the client not yet fully acknowledged (what
     /// its Receive Maximum counts).
     pub fn inbound_in_flight(&self) -> usize {
-        self.unacked_qos1 + self.incoming_qos2.len()
+        self.traffic.as_ref().map_or(0, |t| t.unacked_qos1) + self.incoming_qos2.len()
     }
 
     /// Whether publishing to `amq.topic` is allowed (checked once per connection,
@@ -336,7 +430,7 @@ impl Client {
         for _ in first..=u16::MAX {
             let pid = self.next_local_pid.max(first);
             self.next_local_pid = if pid == u16::MAX { first } else { pid + 1 };
-            if !self.inflight.contains_key(&pid) {
+            if self.in_flight(pid).is_none() {
                 return Some(pid);
             }
         }

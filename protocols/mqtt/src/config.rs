@@ -1,5 +1,7 @@
 //! The `[mqtt]` table of the gateway's configuration file.
 
+use std::num::NonZeroU16;
+
 use serde::Deserialize;
 
 /// Who may connect without a user name.
@@ -46,10 +48,12 @@ pub struct Config {
     /// Longest session expiry granted, in seconds (default 86,400, RabbitMQ's).
     /// 3.1.1 persistent sessions (clean session 0) get exactly this.
     pub max_session_expiry_secs: u32,
-    /// When set, the keep alive every client must use (MQTT 5: sent as Server
-    /// Keep Alive); 3.1.1 clients asking for a longer one, or none, are
-    /// held to it too. Default: the client's own.
-    pub server_keep_alive_secs: Option<u16>,
+    /// Longest keep alive a client may use, in seconds (default: none, the
+    /// client's own). A CONNECT asking for more, or for none (0), gets this
+    /// value: MQTT 5 clients are told in CONNACK's Server Keep Alive
+    /// [MQTT-3.2.2-21]; 3.1.1 clients, who cannot be told, are held to it
+    /// (closed after one and a half times it without a packet).
+    pub max_keepalive: Option<NonZeroU16>,
     /// Time a new connection has to send its CONNECT, in milliseconds (default 10,000).
     pub connect_timeout_ms: u64,
     /// Whether retained messages are supported (default true). When false, a
@@ -72,7 +76,7 @@ impl Default for Config {
             max_inflight: 512,
             topic_alias_maximum: 64,
             max_session_expiry_secs: 86_400,
-            server_keep_alive_secs: None,
+            max_keepalive: None,
             connect_timeout_ms: 10_000,
             retain_available: true,
             max_queued_messages: None,
@@ -85,6 +89,14 @@ impl Config {
     pub(crate) fn max_packet(&self) -> usize {
         usize::try_from(self.max_packet_size).unwrap_or(usize::MAX)
     }
+
+    /// The keep alive a client asking for `asked` seconds gets.
+    pub(crate) fn keep_alive(&self, asked: u16) -> u16 {
+        match self.max_keepalive {
+            Some(cap) if asked == 0 || asked > cap.get() => cap.get(),
+            _ => asked,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,14 +106,26 @@ mod tests {
     #[test]
     fn parses_a_table_and_refuses_unknown_keys() {
         let c: Config = serde_json::from_str(
-            r#"{"allow_anonymous": "never", "max_connections": 5, "server_keep_alive_secs": 30}"#,
+            r#"{"allow_anonymous": "never", "max_connections": 5, "max_keepalive": 30}"#,
         )
         .unwrap();
         assert_eq!(c.allow_anonymous, Anonymous::Never);
         assert_eq!(c.max_connections, 5);
-        assert_eq!(c.server_keep_alive_secs, Some(30));
+        assert_eq!(c.max_keepalive.map(NonZeroU16::get), Some(30));
         assert_eq!(c.anonymous_user, "guest");
         assert!(serde_json::from_str::<Config>(r#"{"listen": "x"}"#).is_err());
         assert!(serde_json::from_str::<Config>(r#"{"allow_anonymous": "sometimes"}"#).is_err());
+        assert!(serde_json::from_str::<Config>(r#"{"max_keepalive": 0}"#).is_err());
+    }
+
+    #[test]
+    fn keep_alive_is_capped_and_none_gets_the_cap() {
+        let mut c = Config::default();
+        assert_eq!((c.keep_alive(0), c.keep_alive(600)), (0, 600));
+        c.max_keepalive = NonZeroU16::new(60);
+        assert_eq!(c.keep_alive(30), 30);
+        assert_eq!(c.keep_alive(60), 60);
+        assert_eq!(c.keep_alive(61), 60);
+        assert_eq!(c.keep_alive(0), 60);
     }
 }

@@ -50,7 +50,7 @@ struct Matched {
 impl Client {
     /// Room for more QoS 1/2 deliveries in the client's window.
     fn window_room(&self) -> usize {
-        usize::from(self.max_inflight).saturating_sub(self.inflight.len())
+        usize::from(self.max_inflight).saturating_sub(self.inflight_len())
     }
 
     /// Moves what the window and the write buffer allow into `out`:
@@ -68,7 +68,7 @@ impl Client {
 
     fn take_session(&mut self) -> Result<(), MqttError> {
         loop {
-            if self.out.len() >= OUT_HIGH_WATER || !self.deferred.is_empty() {
+            if self.out.len() >= OUT_HIGH_WATER || self.has_deferred() {
                 return Ok(());
             }
             let Some(consumer) = &self.consumer else {
@@ -106,7 +106,7 @@ impl Client {
     fn take_shared(&mut self) -> Result<(), MqttError> {
         for i in 0..self.shared.len() {
             loop {
-                if self.out.len() >= OUT_HIGH_WATER || !self.deferred.is_empty() {
+                if self.out.len() >= OUT_HIGH_WATER || self.has_deferred() {
                     return Ok(());
                 }
                 let Some(s) = self.shared.get(i) else {
@@ -140,20 +140,20 @@ impl Client {
     }
 
     fn deliver(&mut self, d: Delivery, shared: Option<u32>) {
-        if !self.deferred.is_empty() {
-            self.deferred.push_back((d, shared));
+        if self.has_deferred() {
+            self.traffic().deferred.push_back((d, shared));
             return;
         }
         if let Placed::Busy = self.try_deliver(&d, shared) {
-            self.deferred.push_back((d, shared));
+            self.traffic().deferred.push_back((d, shared));
         }
     }
 
     /// Sends held-back deliveries; false while some must still wait.
     fn send_deferred(&mut self) -> bool {
-        while let Some((d, shared)) = self.deferred.pop_front() {
+        while let Some((d, shared)) = self.traffic.as_mut().and_then(|t| t.deferred.pop_front()) {
             if let Placed::Busy = self.try_deliver(&d, shared) {
-                self.deferred.push_front((d, shared));
+                self.traffic().deferred.push_front((d, shared));
                 return false;
             }
         }
@@ -184,7 +184,7 @@ impl Client {
                     None => return Placed::Busy,
                 },
             };
-            if self.inflight.contains_key(&pid) {
+            if self.in_flight(pid).is_some() {
                 return Placed::Busy;
             }
         }
@@ -212,17 +212,18 @@ impl Client {
                 None => Source::Session(d.tag),
                 Some(uid) => Source::Shared(uid, d.tag),
             };
-            self.inflight.insert(pid, Inflight { source, qos });
+            self.traffic()
+                .inflight
+                .insert(pid, Inflight { source, qos });
         }
         Placed::Done
     }
 
     /// The subscriptions a delivery matches, or `None` when none does.
     fn match_subscriptions(&self, msg: &Message, shared: Option<u32>) -> Option<Matched> {
-        let key = &msg.routing_key;
         if let Some(uid) = shared {
             let s = self.shared.iter().find(|s| s.uid == uid)?;
-            return s.sub.matches(key).then(|| Matched {
+            return s.sub.admits(msg).then(|| Matched {
                 qos: s.sub.qos,
                 ids: s.sub.id.map(|i| i as usize).into_iter().collect(),
                 retain_as_published: s.sub.retain_as_published,
@@ -230,7 +231,7 @@ impl Client {
         }
         let mine = self.has_no_local && published_by(msg, self.client_id());
         let mut found: Option<Matched> = None;
-        for sub in self.subs.iter().filter(|s| s.matches(key)) {
+        for sub in self.subs.iter().filter(|s| s.admits(msg)) {
             if sub.no_local && mine {
                 continue;
             }
@@ -254,10 +255,10 @@ impl Client {
     /// sent, or discarded). Leases only exist on acknowledging consumers.
     fn settle(&mut self, tag: DeliveryTag, shared: Option<u32>) {
         match shared {
-            None if self.consumer_acks => self.session_acks.push(tag),
+            None if self.consumer_acks => self.traffic().session_acks.push(tag),
             None => {}
             Some(uid) if self.shared.iter().any(|s| s.uid == uid && s.acks) => {
-                self.shared_acks.push((uid, tag));
+                self.traffic().shared_acks.push((uid, tag));
             }
             Some(_) => {}
         }
@@ -266,24 +267,27 @@ impl Client {
     /// Settles an acknowledged outgoing PUBLISH with the engine.
     pub fn settle_source(&mut self, source: Source) {
         match source {
-            Source::Session(tag) => self.session_acks.push(tag),
-            Source::Shared(uid, tag) => self.shared_acks.push((uid, tag)),
+            Source::Session(tag) => self.traffic().session_acks.push(tag),
+            Source::Shared(uid, tag) => self.traffic().shared_acks.push((uid, tag)),
             Source::Local | Source::Released => {}
         }
     }
 
     /// Sends the collected engine acknowledgements.
     pub fn flush_acks(&mut self) {
-        if !self.session_acks.is_empty() {
+        let Some(t) = self.traffic.as_mut() else {
+            return;
+        };
+        if !t.session_acks.is_empty() {
             if let Some(c) = &self.consumer
-                && let Err(e) = c.ack_many(&self.session_acks)
+                && let Err(e) = c.ack_many(&t.session_acks)
             {
                 tracing::debug!(cause = %e, "session ack");
             }
-            self.session_acks.clear();
+            t.session_acks.clear();
         }
-        if !self.shared_acks.is_empty() {
-            for (uid, tag) in std::mem::take(&mut self.shared_acks) {
+        if !t.shared_acks.is_empty() {
+            for (uid, tag) in std::mem::take(&mut t.shared_acks) {
                 if let Some(s) = self.shared.iter().find(|s| s.uid == uid)
                     && let Err(e) = s.consumer.ack(tag)
                 {
@@ -295,7 +299,7 @@ impl Client {
 
     /// Retained messages owed after a SUBACK, as the window allows.
     fn send_retained(&mut self) {
-        while let Some(r) = self.retained_out.front() {
+        while let Some(r) = self.traffic.as_ref().and_then(|t| t.retained_out.front()) {
             if self.out.len() >= OUT_HIGH_WATER {
                 return;
             }
@@ -309,7 +313,11 @@ impl Client {
                     None => return,
                 }
             }
-            let Some(r) = self.retained_out.pop_front() else {
+            let Some(r) = self
+                .traffic
+                .as_mut()
+                .and_then(|t| t.retained_out.pop_front())
+            else {
                 return;
             };
             let now = now_millis();
@@ -319,7 +327,7 @@ impl Client {
             // [MQTT-3.3.1-8]: RETAIN is set on messages sent because of a subscription.
             match self.write_message(&r.message, &key, r.qos, false, true, pid, ids, elapsed) {
                 Ok(()) if r.qos > 0 => {
-                    self.inflight.insert(
+                    self.traffic().inflight.insert(
                         pid,
                         Inflight {
                             source: Source::Local,
@@ -428,20 +436,8 @@ impl Client {
         if self.out.is_empty() && self.out.capacity() > 0 {
             self.out = bytes::BytesMut::new();
         }
-        if self.session_acks.is_empty() && self.session_acks.capacity() > 0 {
-            self.session_acks = Vec::new();
-        }
-        if self.deferred.is_empty() && self.deferred.capacity() > 0 {
-            self.deferred = Default::default();
-        }
-        if self.replies.is_empty() && self.replies.capacity() > 0 {
-            self.replies = Default::default();
-        }
-        if self.inflight.is_empty() && self.inflight.capacity() > 0 {
-            self.inflight = Default::default();
-        }
-        if self.retained_out.is_empty() && self.retained_out.capacity() > 0 {
-            self.retained_out = Default::default();
+        if self.traffic.as_ref().is_some_and(|t| t.is_empty()) {
+            self.traffic = None;
         }
     }
 }

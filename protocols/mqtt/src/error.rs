@@ -144,6 +144,9 @@ pub fn suback_v5(e: &EngineError) -> u8 {
         EngineError::AccessRefused(_) => code::NOT_AUTHORIZED,
         EngineError::LimitReached(_) => code::QUOTA_EXCEEDED,
         EngineError::Invalid { .. } => code::TOPIC_FILTER_INVALID,
+        // A valid SUBSCRIBE the server does not accept (a share group that
+        // filters on other tags).
+        EngineError::PreconditionFailed(_) => code::IMPLEMENTATION_SPECIFIC,
         _ => code::UNSPECIFIED,
     }
 }

@@ -19,7 +19,8 @@
 //! - `session.rs`: session records and subscriptions; `registry.rs`: live
 //!   clients (takeover), parked sessions (expiry, delayed wills), share groups;
 //!   `signal.rs`: how a connection is asked to close.
-//! - `retain.rs`, `will.rs`: retained and will messages.
+//! - `retain.rs`, `will.rs`: retained and will messages; `tags.rs`: the
+//!   `x-tags` filter of a SUBSCRIBE.
 //! - `error.rs`: reason codes, and every engine error's MQTT code.
 //! - [`config`]: the `[mqtt]` table.
 
@@ -35,6 +36,7 @@ mod registry;
 mod retain;
 mod session;
 mod signal;
+mod tags;
 pub mod topic;
 mod will;
 

@@ -22,6 +22,7 @@ use gw_core::{
 };
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::session::{
     ClientKey, SESSION_NS, SHARED_QUEUE_PREFIX, SessionRecord, now, queue_settings,
@@ -49,6 +50,8 @@ static REGISTRIES: Mutex<Vec<(u64, Weak<Registry>)>> = Mutex::new(Vec::new());
 struct Live {
     conn_id: u64,
     signal: Arc<ConnSignal>,
+    /// The door's shutdown token the connection was accepted under.
+    shutdown: CancellationToken,
 }
 
 /// (tenant, shared queue, group).
@@ -90,6 +93,8 @@ pub struct Registry {
     state: Mutex<State>,
     principals: Mutex<HashMap<String, (Principal, std::time::Instant)>>,
     wake: Arc<Notify>,
+    /// Shutdown tokens a task waits on (one per token, not per connection).
+    watched: Mutex<Vec<CancellationToken>>,
 }
 
 impl Registry {
@@ -114,6 +119,7 @@ impl Registry {
             state: Mutex::new(State::default()),
             principals: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            watched: Mutex::new(Vec::new()),
         });
         registry.load();
         all.push((key, Arc::downgrade(&registry)));
@@ -151,6 +157,34 @@ impl Registry {
         Ok(p)
     }
 
+    /// Closes every live connection accepted under `shutdown` (reason
+    /// [`CloseReason::Shutdown`]) once it is cancelled. One task per token
+    /// waits for it, so an idle connection holds no future of its own for
+    /// the shutdown; a connection that becomes live after the token was
+    /// cancelled sees it in its loop ([`CancellationToken::is_cancelled`]).
+    pub fn watch_shutdown(self: &Arc<Self>, shutdown: &CancellationToken) {
+        let mut watched = self.watched.lock();
+        if watched.contains(shutdown) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        watched.push(shutdown.clone());
+        let (registry, token) = (Arc::downgrade(self), shutdown.clone());
+        rt.spawn(async move {
+            token.cancelled().await;
+            let Some(reg) = registry.upgrade() else {
+                return;
+            };
+            reg.watched.lock().retain(|t| *t != token);
+            let st = reg.state.lock();
+            for live in st.live.values().filter(|l| l.shutdown == token) {
+                live.signal.close(CloseReason::Shutdown);
+            }
+        });
+    }
+
     /// Reads the stored sessions: the ones that expired while the gateway was
     /// down end now (publishing a pending will); the ones that were connected
     /// when it stopped count as disconnected now (their will becomes due).
@@ -179,7 +213,7 @@ impl Registry {
                     let k = (
                         rec.tenant.clone(),
                         shared_queue_name(&sub.filter),
-                        share.clone(),
+                        share.to_string(),
                     );
                     *st.shared.entry(k).or_default() += 1;
                 }
@@ -227,13 +261,15 @@ impl Registry {
         key: &ClientKey,
         conn_id: u64,
         signal: Arc<ConnSignal>,
+        shutdown: &CancellationToken,
         clean_start: bool,
     ) -> Option<SessionRecord> {
-        let old = self
-            .state
-            .lock()
-            .live
-            .insert(key.clone(), Live { conn_id, signal });
+        let live = Live {
+            conn_id,
+            signal,
+            shutdown: shutdown.clone(),
+        };
+        let old = self.state.lock().live.insert(key.clone(), live);
         if let Some(old) = old {
             tracing::debug!(client_id = key.client_id(), "taking over a session");
             old.signal.close(CloseReason::TakenOver);

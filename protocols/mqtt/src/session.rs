@@ -16,7 +16,7 @@
 //! delivery. Other deliveries (shared subscriptions, retained messages) take
 //! ids from a separate range ([`LOCAL_PID_FIRST`]..).
 
-use gw_core::{Message, QueueSettings, now_millis};
+use gw_core::{Message, QueueSettings, TagFilter, now_millis};
 use serde::{Deserialize, Serialize};
 
 use crate::topic;
@@ -123,9 +123,10 @@ pub fn backstop_expiry_ms(max_session_expiry_secs: u32) -> Option<u64> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     /// The filter as subscribed (without the `$share/{name}/` prefix).
-    pub filter: String,
+    /// (Strings as `Box<str>`: a session keeps its subscriptions for life.)
+    pub filter: Box<str>,
     /// The ShareName of a `$share/{name}/{filter}` subscription.
-    pub share: Option<String>,
+    pub share: Option<Box<str>>,
     /// Maximum QoS.
     pub qos: u8,
     /// No Local: not the session's own publishes.
@@ -137,13 +138,28 @@ pub struct Subscription {
     /// MQTT 5 Subscription Identifier.
     pub id: Option<u32>,
     /// The AMQP binding key of the filter.
-    pub binding: String,
+    pub binding: Box<str>,
+    /// `x-tags` / `x-tag-match` of the SUBSCRIBE ([`crate::tags`]); boxed, as
+    /// most subscriptions have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Box<TagFilter>>,
 }
 
 impl Subscription {
     /// Does a message with this routing key match (MQTT's `$` rule included)?
     pub fn matches(&self, routing_key: &str) -> bool {
         topic::binding_matches(&self.binding, routing_key)
+    }
+
+    /// Does this message reach the subscription: its topic matches and its
+    /// tags pass the subscription's tag filter, if any.
+    pub fn admits(&self, message: &Message) -> bool {
+        self.matches(&message.routing_key) && self.tags_admit(message)
+    }
+
+    /// Whether the message's tags pass the subscription's tag filter.
+    pub fn tags_admit(&self, message: &Message) -> bool {
+        self.tags.as_ref().is_none_or(|f| f.matches(&message.tags))
     }
 }
 
@@ -260,14 +276,15 @@ pub fn subscription(
     id: Option<u32>,
 ) -> Result<Subscription, topic::TopicError> {
     Ok(Subscription {
-        binding: topic::filter_to_binding_key(filter)?,
-        filter: filter.to_owned(),
-        share: share.map(str::to_owned),
+        binding: topic::filter_to_binding_key(filter)?.into(),
+        filter: filter.into(),
+        share: share.map(Into::into),
         qos,
         no_local,
         retain_as_published,
         retain_handling,
         id,
+        tags: None,
     })
 }
 

@@ -2,7 +2,9 @@
 //! operator (the engine's connection closer) and the task itself when done.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::{Context, Poll, Waker};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// Why the server closes a connection from outside its task.
@@ -30,10 +32,15 @@ impl CloseReason {
 
 /// How other parties reach a connection's task: ask it to close, and learn
 /// when it has finished (its session is then parked or gone).
+///
+/// The task registers its waker here when it waits ([`ConnSignal::poll_closed`])
+/// instead of holding a `Notified` future: one waker slot per connection costs
+/// less than a future in every idle connection's state, and the task is the
+/// only one that ever waits for a close.
 #[derive(Debug, Default)]
 pub struct ConnSignal {
     reason: AtomicU8,
-    close: Notify,
+    waiter: Mutex<Option<Waker>>,
     finished: AtomicBool,
     done: Notify,
 }
@@ -45,9 +52,9 @@ impl ConnSignal {
             .reason
             .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+            && let Some(w) = self.waiter.lock().take()
         {
-            // A stored permit wakes the task even if it is not waiting right now.
-            self.close.notify_one();
+            w.wake();
         }
     }
 
@@ -56,11 +63,28 @@ impl ConnSignal {
         CloseReason::from_u8(self.reason.load(Ordering::Acquire))
     }
 
-    /// Resolves after [`ConnSignal::close`].
-    pub async fn closed(&self) {
-        if self.reason().is_none() {
-            self.close.notified().await;
+    /// Ready once [`ConnSignal::close`] was called; otherwise the task's
+    /// waker is kept to be woken by it.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        if let Some(r) = self.reason() {
+            return Poll::Ready(r);
         }
+        {
+            let mut w = self.waiter.lock();
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        // A close between the first look and the registration found no waker.
+        match self.reason() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Resolves after [`ConnSignal::close`].
+    pub async fn closed(&self) -> CloseReason {
+        std::future::poll_fn(|cx| self.poll_closed(cx)).await
     }
 
     /// Called by the connection's task as its very last step.
@@ -80,5 +104,29 @@ impl ConnSignal {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_wakes_the_waiting_task_once_and_the_first_reason_wins() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = std::sync::Arc::new(ConnSignal::default());
+            let waiting = {
+                let s = std::sync::Arc::clone(&s);
+                tokio::spawn(async move { s.closed().await })
+            };
+            tokio::task::yield_now().await;
+            s.close(CloseReason::TakenOver);
+            s.close(CloseReason::Shutdown);
+            assert_eq!(waiting.await.unwrap(), CloseReason::TakenOver);
+            assert_eq!(s.closed().await, CloseReason::TakenOver);
+        });
     }
 }

@@ -99,6 +99,7 @@ async fn paho_python() {
             "subscription-options-5",
             "shared-5",
             "topic-alias-5",
+            "tag-filters-5",
         ],
     )
     .await;

@@ -22,7 +22,7 @@ fn props() -> PublishProperties {
 #[tokio::test]
 async fn connack_announces_the_server_limits() {
     let config = Config {
-        server_keep_alive_secs: Some(7),
+        max_keepalive: std::num::NonZeroU16::new(7),
         receive_maximum: 99,
         topic_alias_maximum: 3,
         max_packet_size: 4096,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::v5::{self, QoS};
-use common::{Server, packet, publish, raw_connected, subscribe};
+use common::{Raw, Server, packet, publish, raw_connected, subscribe};
 use gw_mqtt::Config;
 
 #[tokio::test]
@@ -129,6 +129,117 @@ async fn receive_maximum_of_the_server_is_enforced() {
     let got = raw.closed().await;
     assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
     s.stop().await;
+}
+
+/// A server whose store syncs at most every half second: PUBACKs of stored
+/// QoS 1 publishes wait that long, so a client cannot have them back before
+/// it sends more.
+async fn slow_acking_server(receive_maximum: u16) -> Server {
+    let config = Config {
+        receive_maximum,
+        ..Config::default()
+    };
+    Server::start_with_engine(config, |e| {
+        e.sync = gw_core::SyncPolicy::Batch(std::time::Duration::from_millis(500));
+    })
+    .await
+}
+
+/// A persistent session subscribed to `filter` at QoS 1, so QoS 1 publishes
+/// are stored (and their PUBACKs wait for the store).
+async fn keeper(s: &Server, id: &str, filter: &str) -> Raw {
+    // Session Expiry Interval 300 s, no clean start.
+    let (mut raw, _) = raw_connected(s.addr, 5, id, 0x00, &[0x11, 0, 0, 1, 44]).await;
+    raw.send(&subscribe(true, 1, filter, 1)).await;
+    assert_eq!(raw.packet().await[0], 0x90);
+    raw
+}
+
+#[tokio::test]
+async fn receive_maximum_abuse_with_qos1_gets_disconnect_0x93() {
+    let s = slow_acking_server(2).await;
+    let mut kept = keeper(&s, "keeper", "flood/#").await;
+    let (mut raw, connack) = raw_connected(s.addr, 5, "flooder", 0x02, &[]).await;
+    // CONNACK announces Receive Maximum 2 (property 0x21).
+    assert!(
+        connack.windows(3).any(|w| w == [0x21, 0, 2]),
+        "{connack:02x?}"
+    );
+    // Five QoS 1 publishes at once, the third beyond the window
+    // [MQTT-3.3.4-8]: DISCONNECT 0x93, then the socket closes [MQTT-3.3.4-7].
+    let mut burst = Vec::new();
+    for pid in 1..=5u16 {
+        burst.extend(publish(
+            true,
+            0b0010,
+            "flood/x",
+            Some(pid),
+            &[],
+            &[pid as u8],
+        ));
+    }
+    raw.send(&burst).await;
+    let got = raw.closed().await;
+    assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
+    // What was accepted before the abuse is kept; nothing after it.
+    for want in [1u8, 2] {
+        let p = kept.packet().await;
+        assert_eq!((p[0] & 0xF0, *p.last().unwrap()), (0x30, want), "{p:02x?}");
+        raw_ack(&mut kept, &p).await;
+    }
+    kept.send(&packet(0xC0, &[])).await;
+    assert_eq!(kept.packet().await, [0xD0, 0], "no third message");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_past_receive_maximum_still_reads_the_disconnect() {
+    // Far more than the window in one write: the server stops reading at the
+    // violation with much of the flood unread, and must still get its
+    // DISCONNECT to the client before the connection goes.
+    let s = slow_acking_server(4).await;
+    let _kept = keeper(&s, "keeper2", "deluge/#").await;
+    let (raw, _) = raw_connected(s.addr, 5, "deluge", 0x02, &[]).await;
+    let mut burst = Vec::new();
+    for pid in 1..=2000u16 {
+        burst.extend(publish(
+            true,
+            0b0010,
+            "deluge/x",
+            Some(pid),
+            &[],
+            &[0u8; 100],
+        ));
+    }
+    let (mut rd, mut wr) = raw.stream.into_split();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = wr.write_all(&burst).await;
+        wr
+    });
+    let mut got = Vec::new();
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => got.extend_from_slice(&chunk[..k]),
+            }
+        }
+    };
+    tokio::time::timeout(common::WAIT, read).await.unwrap();
+    assert!(got.len() >= 3, "nothing before the close: {got:02x?}");
+    assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
+    let _ = writer.await;
+    s.stop().await;
+}
+
+/// PUBACK for a QoS 1 PUBLISH a raw client received.
+async fn raw_ack(raw: &mut Raw, publish: &[u8]) {
+    let topic_len = usize::from(u16::from_be_bytes([publish[2], publish[3]]));
+    let at = 4 + topic_len;
+    raw.send(&packet(0x40, &publish[at..at + 2])).await;
 }
 
 #[tokio::test]

@@ -68,6 +68,29 @@ fn every_argument_maps() {
 }
 
 #[test]
+fn overflow_values_as_rabbitmq_reads_them() {
+    let overflow =
+        |entries: &[(&str, AMQPValue)]| queue_args(&table(entries), Q).unwrap().settings.overflow;
+    assert_eq!(overflow(&[]), Overflow::DropHead);
+    assert_eq!(
+        overflow(&[("x-overflow", long("reject-publish-dlx"))]),
+        Overflow::RejectPublishDlx
+    );
+    // drop-head, said or by default, dead-letters when there is a DLX.
+    assert_eq!(
+        overflow(&[("x-dead-letter-exchange", long("dlx"))]),
+        Overflow::DeadLetterHead
+    );
+    assert_eq!(
+        overflow(&[
+            ("x-overflow", long("drop-head")),
+            ("x-dead-letter-exchange", long("dlx"))
+        ]),
+        Overflow::DeadLetterHead
+    );
+}
+
+#[test]
 fn wrong_types_and_values_are_406_in_rabbitmq_words() {
     let err = |entries: &[(&str, AMQPValue)]| queue_args(&table(entries), Q).unwrap_err();
     let e = err(&[("x-message-ttl", long("soon"))]);

@@ -1,6 +1,7 @@
 //! Channel 0 once the connection is open: the client's `connection.close`,
-//! `connection.update-secret` (re-checked like a login), and the server's
-//! `connection.blocked` / `unblocked` as the engine's backpressure flips.
+//! `connection.update-secret` (accepted for password users, as RabbitMQ's
+//! internal backend does), and the server's `connection.blocked` /
+//! `unblocked` as the engine's backpressure flips.
 
 use amq_protocol::protocol::{AMQPClass, connection};
 use tokio::io::AsyncRead;
@@ -38,18 +39,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Ok(Step::End)
             }
             M::UpdateSecret(u) => {
+                // RabbitMQ's internal (password) backend accepts any new
+                // secret: the method exists to refresh expiring tokens (OAuth 2),
+                // and a password was checked once, at login. A token identity
+                // would have its new token verified here.
                 let user = self.session.user();
-                let p = self
-                    .server
-                    .engine
-                    .authenticate(&user, u.new_secret.as_bytes(), Some(self.peer.ip()))
-                    .ok()
-                    .filter(|p| p.may_use_tenant(self.session.vhost()))
-                    .ok_or_else(|| {
-                        AmqpError::not_allowed("New secret was refused by one of the backends")
-                            .on_method(10, 70)
-                    })?;
-                self.session.set_principal(p);
+                // Permissions are read again, as RabbitMQ checks them live.
+                if let Ok(p) = self.server.engine.principal(&user) {
+                    self.session.set_principal(p);
+                }
                 tracing::info!(peer = %self.peer, user, reason = %u.reason, "AMQP connection updated its secret");
                 let ok = M::UpdateSecretOk(connection::UpdateSecretOk {});
                 self.session.send(0, &AMQPClass::Connection(ok));

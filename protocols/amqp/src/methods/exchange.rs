@@ -106,7 +106,8 @@ fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {
     }
 }
 
-/// The engine kind for an AMQP exchange type (503 for unknown types, as RabbitMQ).
+/// The engine kind for an AMQP exchange type. An unknown type closes the
+/// channel with 406, as RabbitMQ 3.13+ does (`rabbit_exchange:check_type`).
 fn exchange_kind(kind: &str, arguments: &Headers) -> AmqpResult<ExchangeKind> {
     let kind = if kind == DELAYED_TYPE {
         arguments
@@ -117,7 +118,7 @@ fn exchange_kind(kind: &str, arguments: &Headers) -> AmqpResult<ExchangeKind> {
         kind
     };
     ExchangeKind::parse(kind)
-        .ok_or_else(|| AmqpError::command_invalid(format!("unknown exchange type '{kind}'")))
+        .ok_or_else(|| AmqpError::precondition(format!("unknown exchange type '{kind}'")))
 }
 
 fn equivalent(have: &ExchangeSpec, want: &ExchangeSpec, resource: &str) -> AmqpResult {
@@ -198,8 +199,12 @@ mod tests {
             ExchangeKind::Fanout
         );
         let e = exchange_kind("x-consistent-hash", &none).unwrap_err();
-        assert_eq!(e.code, 503);
-        assert!(e.is_connection_error());
+        assert_eq!(e.code, 406);
+        assert!(!e.is_connection_error());
+        assert_eq!(
+            e.text,
+            "PRECONDITION_FAILED - unknown exchange type 'x-consistent-hash'"
+        );
     }
 
     #[test]

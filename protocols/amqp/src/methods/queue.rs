@@ -202,6 +202,12 @@ fn delete(ch: &Channel, s: &Session, d: &queue::Delete) -> AmqpResult<u64> {
 /// Adds (`add`) or removes a binding from exchange `source` to `dest`, with
 /// RabbitMQ's checks: write on the destination, read on the source, neither
 /// the default exchange, both existing, the queue not another's exclusive one.
+///
+/// Removing is idempotent, as in RabbitMQ 3.x and later
+/// (`rabbit_db_binding:delete`): a missing source, destination or binding
+/// answers `unbind-ok`, so clean-up paths that run after an auto-delete queue
+/// went away keep their channel. The exclusive-owner check then only applies
+/// to a binding that exists.
 pub fn binding(
     s: &Session,
     add: bool,
@@ -227,33 +233,51 @@ pub fn binding(
     }
     s.check(Access::Read, "exchange", source)?;
     let dest_resource = s.resource(kind, dest_name);
-    match &dest {
-        Destination::Queue(q) => {
-            let q = s
-                .tenant
-                .queue(q)
-                .map_err(|_| AmqpError::not_found(format!("no {dest_resource}")))?;
-            check_exclusive(&q, s.conn_id, &dest_resource)?;
-        }
-        Destination::Exchange(x) => {
-            s.tenant
-                .exchange(x)
-                .map_err(|_| AmqpError::not_found(format!("no {dest_resource}")))?;
-        }
-    }
-    s.tenant
-        .exchange(source)
-        .map_err(|_| AmqpError::not_found(format!("no {}", s.resource("exchange", source))))?;
+    let queue = match &dest {
+        Destination::Queue(q) => s.tenant.queue(q).ok(),
+        Destination::Exchange(_) => None,
+    };
+    let dest_exists = match &dest {
+        Destination::Queue(_) => queue.is_some(),
+        Destination::Exchange(x) => s.tenant.exchange(x).is_ok(),
+    };
+    let source_exists = s.tenant.exchange(source).is_ok();
     let spec = BindingSpec {
         source: source.to_owned(),
         destination: dest,
         routing_key,
         arguments: headers_from_table(arguments),
     };
-    let res = if add {
-        s.tenant.bind(spec)
-    } else {
-        s.tenant.unbind(&spec)
-    };
-    res.map(drop).map_err(|e| AmqpError::engine(e, s.vhost()))
+    if !add {
+        if !(dest_exists && source_exists) {
+            return Ok(());
+        }
+        if let Some(q) = &queue
+            && check_exclusive(q, s.conn_id, &dest_resource).is_err()
+            && s.tenant.bindings().contains(&spec)
+        {
+            return Err(locked(&dest_resource));
+        }
+        return match s.tenant.unbind(&spec) {
+            // Deleted meanwhile: as if it had been missing all along.
+            Ok(_) | Err(gw_core::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(AmqpError::engine(e, s.vhost())),
+        };
+    }
+    if !dest_exists {
+        return Err(AmqpError::not_found(format!("no {dest_resource}")));
+    }
+    if let Some(q) = &queue {
+        check_exclusive(q, s.conn_id, &dest_resource)?;
+    }
+    if !source_exists {
+        return Err(AmqpError::not_found(format!(
+            "no {}",
+            s.resource("exchange", source)
+        )));
+    }
+    s.tenant
+        .bind(spec)
+        .map(drop)
+        .map_err(|e| AmqpError::engine(e, s.vhost()))
 }

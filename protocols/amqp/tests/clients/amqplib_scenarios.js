@@ -243,10 +243,69 @@ async function errors(conn) {
   ok('errors');
 }
 
+// RabbitMQ 3.13/4.x behaviours client suites rely on.
+async function rabbitmqCompat(conn) {
+  const props = conn.connection.serverProperties;
+  assert.strictEqual(props.product, 'gateway');
+  for (const key of ['version', 'platform', 'copyright', 'information']) {
+    assert.ok(typeof props[key] === 'string' && props[key].length > 0, key);
+  }
+  for (const cap of ['publisher_confirms', 'exchange_exchange_bindings', 'basic.nack',
+    'consumer_cancel_notify', 'connection.blocked', 'consumer_priorities',
+    'authentication_failure_close', 'per_consumer_qos', 'direct_reply_to']) {
+    assert.strictEqual(props.capabilities[cap], true, cap);
+  }
+  // A password user's secret refresh is accepted (RabbitMQ's internal backend).
+  await conn.updateSecret(Buffer.from('a refreshed token'), 'token refresh');
+  const ch = await conn.createChannel();
+  // Deletes and unbinds of what is not there succeed and keep the channel.
+  assert.strictEqual((await ch.deleteQueue(name('never-declared'))).messageCount, 0);
+  await ch.deleteExchange(name('never-declared'));
+  await ch.unbindQueue(name('never-declared'), 'amq.direct', 'k');
+  const q = name('unbind');
+  await ch.assertQueue(q, { durable: false });
+  await ch.unbindQueue(q, name('no-such-exchange'), 'k');
+  await ch.unbindQueue(q, 'amq.direct', 'never-bound');
+  await ch.unbindExchange(name('no-such-exchange'), 'amq.direct', 'k');
+  // The clean-up path after an auto-delete queue went with its consumer.
+  const { queue: auto } = await ch.assertQueue('', { autoDelete: true, durable: false });
+  await ch.bindQueue(auto, 'amq.fanout', '');
+  const { consumerTag } = await ch.consume(auto, () => {});
+  await ch.cancel(consumerTag);
+  await ch.unbindQueue(auto, 'amq.fanout', '');
+  await ch.deleteQueue(auto);
+  // reject-publish-dlx: nacked and dead-lettered.
+  const cc = await conn.createConfirmChannel();
+  const dlx = name('rp-dlx');
+  const dead = name('rp-dead');
+  await cc.assertExchange(dlx, 'fanout', { durable: false });
+  await cc.assertQueue(dead, { durable: false });
+  await cc.bindQueue(dead, dlx, '');
+  const full = name('rp-full');
+  await cc.assertQueue(full, {
+    durable: false,
+    arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish-dlx', 'x-dead-letter-exchange': dlx },
+  });
+  const outcome = (body) => new Promise((resolve) =>
+    cc.sendToQueue(full, Buffer.from(body), {}, (err) => resolve(err ? 'nack' : 'ack')));
+  assert.strictEqual(await outcome('kept'), 'ack');
+  assert.strictEqual(await outcome('refused'), 'nack');
+  const [d] = await take(cc, dead, 1);
+  assert.strictEqual(d.content.toString(), 'refused');
+  assert.strictEqual(d.properties.headers['x-first-death-reason'], 'maxlen');
+  // An unknown exchange type closes the channel (406), not the connection.
+  const bad = await conn.createChannel();
+  bad.on('error', () => {});
+  const e = await expectClose(bad.assertExchange(name('odd'), 'x-no-such-type'), 406);
+  assert.ok(String(e).includes("unknown exchange type 'x-no-such-type'"), String(e));
+  await ch.checkQueue(q);
+  ok('rabbitmq_compat');
+}
+
 (async () => {
   const conn = await amqp.connect(url());
   for (const scenario of [helloWorld, workQueues, publishSubscribe, routingAndTopics, rpc,
-    publisherConfirms, extras, errors]) {
+    publisherConfirms, extras, errors, rabbitmqCompat]) {
     await scenario(conn);
   }
   await conn.close();

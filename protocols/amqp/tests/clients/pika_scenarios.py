@@ -297,6 +297,77 @@ def errors(conn):
     ok("errors")
 
 
+def rabbitmq_compat(conn):
+    """RabbitMQ 3.13/4.x behaviours client suites rely on."""
+    props = conn._impl.server_properties
+    text = lambda v: v.decode() if isinstance(v, bytes) else v
+    assert text(props["product"]) == "gateway", props
+    for key in ("version", "platform", "copyright", "information"):
+        assert text(props[key]), (key, props)
+    caps = conn._impl.server_capabilities
+    for cap in ("publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+                "consumer_cancel_notify", "connection.blocked", "consumer_priorities",
+                "authentication_failure_close", "per_consumer_qos", "direct_reply_to"):
+        assert caps.get(cap) is True, (cap, caps)
+    # A password user's secret refresh is accepted (RabbitMQ's internal backend).
+    conn.update_secret("a refreshed token", "token refresh")
+    ch = conn.channel()
+    # Deletes and unbinds of what is not there succeed and keep the channel.
+    assert ch.queue_delete(queue=name("never-declared")).method.message_count == 0
+    ch.exchange_delete(exchange=name("never-declared"))
+    ch.queue_unbind(queue=name("never-declared"), exchange="amq.direct", routing_key="k")
+    q = name("unbind")
+    ch.queue_declare(queue=q)
+    ch.queue_unbind(queue=q, exchange=name("no-such-exchange"), routing_key="k")
+    ch.queue_unbind(queue=q, exchange="amq.direct", routing_key="never-bound")
+    ch.queue_bind(queue=q, exchange="amq.direct", routing_key="bound")
+    ch.queue_unbind(queue=q, exchange="amq.direct", routing_key="bound")
+    ch.queue_unbind(queue=q, exchange="amq.direct", routing_key="bound")
+    # The clean-up path after an auto-delete queue went with its consumer.
+    auto = ch.queue_declare(queue="", auto_delete=True).method.queue
+    ch.queue_bind(queue=auto, exchange="amq.fanout")
+    tag = ch.basic_consume(auto, lambda *a: None)
+    ch.basic_cancel(tag)
+    ch.queue_unbind(queue=auto, exchange="amq.fanout")
+    ch.queue_delete(queue=auto)
+    assert ch.is_open
+    # reject-publish-dlx: nacked and dead-lettered; routed to several queues,
+    # a refusal by one nacks, and the others keep their copy.
+    ch.confirm_delivery()
+    dlx, dead, fan, other = name("rp-dlx"), name("rp-dead"), name("rp-fan"), name("rp-other")
+    ch.exchange_declare(exchange=dlx, exchange_type="fanout")
+    ch.queue_declare(queue=dead)
+    ch.queue_bind(queue=dead, exchange=dlx)
+    full = name("rp-full")
+    ch.queue_declare(queue=full, arguments={
+        "x-max-length": 1, "x-overflow": "reject-publish-dlx", "x-dead-letter-exchange": dlx})
+    ch.exchange_declare(exchange=fan, exchange_type="fanout")
+    ch.queue_declare(queue=other)
+    for queue in (full, other):
+        ch.queue_bind(queue=queue, exchange=fan)
+    ch.basic_publish(exchange=fan, routing_key="", body=b"kept")
+    try:
+        ch.basic_publish(exchange=fan, routing_key="", body=b"refused")
+        raise AssertionError("a publish a full queue refused was confirmed")
+    except NackError:
+        pass
+    [(m, p, b)] = take(ch, dead, 1)
+    assert b == b"refused", b
+    assert p.headers["x-first-death-reason"] in ("maxlen", b"maxlen"), p.headers
+    assert [b for _, _, b in take(ch, other, 2)] == [b"kept", b"refused"]
+    assert ch.queue_declare(queue=full, passive=True).method.message_count == 1
+    # An unknown exchange type closes the channel (406), not the connection.
+    try:
+        ch.exchange_declare(exchange=name("odd"), exchange_type="x-no-such-type")
+        raise AssertionError("unknown exchange type accepted")
+    except ChannelClosedByBroker as e:
+        assert e.reply_code == 406, e
+        assert "unknown exchange type 'x-no-such-type'" in e.reply_text, e
+    assert conn.is_open
+    conn.channel().queue_declare(queue=q, passive=True)
+    ok("rabbitmq_compat")
+
+
 def main():
     conn = connect()
     for scenario in (
@@ -308,6 +379,7 @@ def main():
         publisher_confirms,
         extras,
         errors,
+        rabbitmq_compat,
     ):
         scenario(conn)
     conn.close()

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Read buffer growth: from READ_SMALL, ×4 each time a read fills all the
 /// room there was, up to READ_LARGE; back to small after a read that does not.
@@ -38,6 +38,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 
     pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.rbuf.capacity() == 0 {
+            return self.poll_read_idle(cx);
+        }
         self.reserve();
         let spare = self.rbuf.capacity() - self.rbuf.len();
         let r = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
@@ -49,6 +52,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             };
         }
         r
+    }
+
+    /// A connection without a read buffer (given back while quiet) waits for
+    /// input with the room for its first read on the stack: waiting costs
+    /// no allocation, and the buffer comes back with the bytes.
+    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut room = [0u8; READ_SMALL];
+        let mut buf = ReadBuf::new(&mut room);
+        let r = Pin::new(&mut self.stream).poll_read(cx, &mut buf);
+        if let Poll::Ready(Ok(())) = r {
+            let n = buf.filled().len();
+            self.rbuf.extend_from_slice(buf.filled());
+            self.chunk = if n == READ_SMALL {
+                READ_SMALL * 4
+            } else {
+                READ_SMALL
+            };
+            return Poll::Ready(Ok(n));
+        }
+        r.map_ok(|()| 0)
     }
 
     /// After the buffered packets were handled: a buffer grown by one large
@@ -79,9 +102,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         let _ = tokio::time::timeout(limit, write).await;
     }
 
-    /// A quiet connection gives back its read buffer.
+    /// A quiet connection gives back its read buffer, however small: the
+    /// next read allocates one again.
     pub fn shrink_idle(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > READ_SMALL {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
             self.chunk = READ_SMALL;
         }

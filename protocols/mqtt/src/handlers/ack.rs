@@ -15,10 +15,10 @@ use crate::handlers::publish::ack;
 impl Client {
     /// PUBACK: a QoS 1 delivery arrived.
     pub fn on_puback(&mut self, pid: u16) {
-        match self.inflight.get(&pid) {
+        match self.in_flight(pid) {
             Some(i) if i.qos == 1 => {
                 let source = i.source;
-                self.inflight.remove(&pid);
+                self.traffic().inflight.remove(&pid);
                 self.settle_source(source);
                 self.may_deliver = true;
             }
@@ -29,7 +29,7 @@ impl Client {
 
     /// PUBREC: a QoS 2 delivery arrived; settle it and release it.
     pub fn on_pubrec(&mut self, pid: u16, reason: u8) {
-        let Some(i) = self.inflight.get(&pid).copied() else {
+        let Some(i) = self.in_flight(pid) else {
             // Spec: PUBREL with "packet identifier not found" (5.0), or just PUBREL.
             write_ack(
                 &mut self.out,
@@ -60,11 +60,11 @@ impl Client {
         self.settle_source(i.source);
         if reason >= 0x80 {
             // The client refused the message (MQTT 5): the flow ends here.
-            self.inflight.remove(&pid);
+            self.traffic().inflight.remove(&pid);
             self.may_deliver = true;
             return;
         }
-        self.inflight.insert(
+        self.traffic().inflight.insert(
             pid,
             Inflight {
                 source: Source::Released,
@@ -82,10 +82,10 @@ impl Client {
     /// PUBCOMP: a QoS 2 delivery is complete.
     pub fn on_pubcomp(&mut self, pid: u16) {
         if matches!(
-            self.inflight.get(&pid).map(|i| i.source),
+            self.in_flight(pid).map(|i| i.source),
             Some(Source::Released)
         ) {
-            self.inflight.remove(&pid);
+            self.traffic().inflight.remove(&pid);
             self.outgoing_pubrel.remove(&pid);
             self.save_record();
             self.may_deliver = true;
@@ -111,7 +111,7 @@ impl Client {
     pub fn resend_pubrels(&mut self) {
         let pids: Vec<u16> = self.outgoing_pubrel.iter().copied().collect();
         for pid in pids {
-            self.inflight.insert(
+            self.traffic().inflight.insert(
                 pid,
                 Inflight {
                     source: Source::Released,

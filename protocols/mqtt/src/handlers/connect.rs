@@ -8,8 +8,9 @@ use bytes::BytesMut;
 use gw_core::{Access, Engine, Principal, now_millis};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
+use tokio_util::sync::CancellationToken;
 
-use crate::client::Client;
+use crate::client::{Client, Keep};
 use crate::codec::{Packet, ProtocolVersion};
 use crate::config::{Anonymous, Config};
 use crate::error::{self, code};
@@ -33,6 +34,10 @@ pub struct Handshake {
     pub conn_id: u64,
     /// This connection's signal (for takeover).
     pub signal: Arc<ConnSignal>,
+    /// The door's shutdown (the registry closes live connections on it).
+    pub shutdown: CancellationToken,
+    /// Moves to the client once connected.
+    pub keep: Option<Keep>,
 }
 
 /// A CONNECT of either version, in one shape.
@@ -132,7 +137,7 @@ type Refused = (u8, String);
 
 /// Handles a CONNECT: `Ok` is a client whose `out` holds the CONNACK (and any
 /// PUBRELs owed by its resumed session); `Err` the refusal to send before closing.
-pub async fn accept(packet: Packet, hs: &Handshake) -> Result<Box<Client>, Packet> {
+pub async fn accept(packet: Packet, hs: &mut Handshake) -> Result<Box<Client>, Packet> {
     let req = match packet {
         Packet::V4(v4::Packet::Connect(c)) => request_v4(c),
         Packet::V5(v5::Packet::Connect(c, w, l)) => request_v5(c, w, l),
@@ -268,7 +273,7 @@ fn is_loopback(ip: IpAddr) -> bool {
 }
 
 /// Takes the session over and builds the connected client.
-async fn start(c: Checked, hs: &Handshake) -> Result<Box<Client>, Refused> {
+async fn start(c: Checked, hs: &mut Handshake) -> Result<Box<Client>, Refused> {
     let req = c.req;
     let config = &hs.config;
     let max_expiry = config.max_session_expiry_secs;
@@ -283,9 +288,15 @@ async fn start(c: Checked, hs: &Handshake) -> Result<Box<Client>, Refused> {
         .map_err(|e| (error::connack_v5(&e), e.to_string()))?;
     let record = hs
         .registry
-        .claim(&c.key, hs.conn_id, Arc::clone(&hs.signal), req.clean_start)
+        .claim(
+            &c.key,
+            hs.conn_id,
+            Arc::clone(&hs.signal),
+            &hs.shutdown,
+            req.clean_start,
+        )
         .await;
-    let keep_alive = config.server_keep_alive_secs.unwrap_or(req.keep_alive);
+    let keep_alive = config.keep_alive(req.keep_alive);
     let max_inflight = req
         .receive_max
         .min(config.max_inflight)
@@ -310,27 +321,21 @@ async fn start(c: Checked, hs: &Handshake) -> Result<Box<Client>, Refused> {
         subs: Vec::new(),
         shared: Vec::new(),
         next_shared_uid: 1,
-        inflight: Default::default(),
+        traffic: None,
         max_inflight,
         client_max_packet: req.max_packet.and_then(|m| usize::try_from(m).ok()),
         client_alias_max: req.alias_max,
         aliases_out: None,
         next_local_pid: LOCAL_PID_FIRST,
-        deferred: Default::default(),
-        retained_out: Default::default(),
-        session_acks: Vec::new(),
-        shared_acks: Vec::new(),
         may_deliver: true,
-        aliases_in: Vec::new(),
         incoming_qos2: Default::default(),
         outgoing_pubrel: Default::default(),
-        replies: Default::default(),
-        unacked_qos1: 0,
-        durable: None,
         publish_allowed: None,
         has_no_local: false,
         will: None,
         keep_alive,
+        shutdown: hs.shutdown.clone(),
+        keep: hs.keep.take(),
     });
     let session_present = record.is_some();
     let original = record.clone();

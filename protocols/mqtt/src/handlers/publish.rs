@@ -45,7 +45,11 @@ impl Client {
             }
             let slot = usize::from(alias) - 1;
             if p.topic.is_empty() {
-                let known = self.aliases_in.get(slot).and_then(Option::as_ref);
+                let known = self
+                    .traffic
+                    .as_ref()
+                    .and_then(|t| t.aliases_in.get(slot))
+                    .and_then(Option::as_ref);
                 let Some(topic) = known else {
                     return Err(MqttError::Protocol(format!(
                         "topic alias {alias} is not set"
@@ -53,11 +57,12 @@ impl Client {
                 };
                 p.topic = Bytes::copy_from_slice(topic.as_bytes());
             } else {
-                if self.aliases_in.len() <= slot {
-                    self.aliases_in.resize(slot + 1, None);
+                let aliases = &mut self.traffic().aliases_in;
+                if aliases.len() <= slot {
+                    aliases.resize(slot + 1, None);
                 }
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                if let Some(s) = self.aliases_in.get_mut(slot) {
+                if let Some(s) = aliases.get_mut(slot) {
                     *s = Some(topic);
                 }
             }

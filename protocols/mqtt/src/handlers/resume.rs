@@ -1,8 +1,9 @@
 //! Resuming a stored session at CONNECT: its queue (recreated and rebound if
 //! it went missing), subscriptions, share groups and QoS 2 state.
 
-use gw_core::{BindingSpec, ConsumerSpec, Destination, Headers};
+use gw_core::{BindingSpec, Destination, Headers};
 
+use super::subscribe::shared_spec;
 use crate::client::{Client, SharedSub};
 use crate::session::SessionRecord;
 use crate::topic::AMQP_TOPIC_EXCHANGE;
@@ -31,7 +32,7 @@ impl Client {
                     self.tenant.bind(BindingSpec {
                         source: AMQP_TOPIC_EXCHANGE.into(),
                         destination: Destination::Queue(q.name().to_owned()),
-                        routing_key: sub.binding.clone(),
+                        routing_key: sub.binding.to_string(),
                         arguments: Headers::new(),
                     })?;
                 }
@@ -45,19 +46,8 @@ impl Client {
                 self.registry
                     .shared_queue(&self.tenant, &sub.filter, &group, max_len, false)?;
             let acks = sub.qos > 0;
-            let consumer = queue.consume(
-                &group,
-                ConsumerSpec {
-                    tag: self.client_id().to_owned(),
-                    prefetch_count: if acks {
-                        u32::from(self.max_inflight)
-                    } else {
-                        0
-                    },
-                    no_ack: !acks,
-                    ..Default::default()
-                },
-            )?;
+            let spec = shared_spec(&self.key, acks, self.max_inflight, sub.tags.as_deref());
+            let consumer = queue.consume(&group, spec)?;
             let uid = self.next_shared_uid;
             self.next_shared_uid += 1;
             self.shared.push(SharedSub {

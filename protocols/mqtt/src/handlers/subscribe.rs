@@ -6,7 +6,9 @@
 //! consumes the queue (configure, write and read on it) and reads from
 //! `amq.topic`.
 
-use gw_core::{Access, BindingSpec, ConsumerSpec, DEFAULT_GROUP, Destination, Headers, QueueSpec};
+use gw_core::{
+    Access, BindingSpec, ConsumerSpec, DEFAULT_GROUP, Destination, Headers, QueueSpec, TagFilter,
+};
 use rumqttc::mqttbytes::{self as mqtt4, v4};
 use rumqttc::v5::mqttbytes::{self as mqtt5, v5};
 
@@ -14,11 +16,11 @@ use crate::client::{Client, Reply, RetainedOut, SharedSub};
 use crate::codec::Packet;
 use crate::error::{self, code};
 use crate::properties::{published_by, published_qos};
-use crate::retain;
 use crate::session::{
     self, Subscription, backstop_expiry_ms, queue_settings, session_queue_name, shared_queue_name,
 };
 use crate::topic::{self, AMQP_TOPIC_EXCHANGE};
+use crate::{retain, tags};
 
 /// One filter of a SUBSCRIBE with its options.
 struct Request {
@@ -39,7 +41,7 @@ impl Client {
             retain_as_published: false,
             retain_handling: 0,
         });
-        let (codes, retained, _) = self.subscribe(requests.collect(), None);
+        let (codes, retained, _) = self.subscribe(requests.collect(), None, None);
         let codes = codes
             .into_iter()
             .map(|c| match mqtt4::qos(c) {
@@ -70,7 +72,18 @@ impl Client {
                 v5::RetainForwardRule::Never => 2,
             },
         });
-        let (codes, retained, why) = self.subscribe(requests.collect(), id);
+        let user_properties = s
+            .properties
+            .as_ref()
+            .map_or(&[][..], |p| &p.user_properties);
+        let (codes, retained, why) = match tags::from_user_properties(user_properties) {
+            Ok(filter) => self.subscribe(requests.collect(), id, filter.map(Box::new)),
+            Err(why) => {
+                tracing::debug!(reason = %why, "subscription refused: bad tag filter");
+                let refused = vec![code::IMPLEMENTATION_SPECIFIC; requests.len()];
+                (refused, Vec::new(), Some(why))
+            }
+        };
         let return_codes = codes.into_iter().map(v5_suback_code).collect();
         let properties = why
             .and_then(|w| self.text(|| w))
@@ -87,21 +100,24 @@ impl Client {
         self.reply(ticket, Reply::Packet(Client::v5(packet), retained));
     }
 
-    /// Subscribes each filter; returns the granted QoS or reason code of each,
-    /// the retained messages to send after the SUBACK, and why the last
-    /// refusal happened.
+    /// Subscribes each filter (with the packet's tag filter, if any); returns
+    /// the granted QoS or reason code of each, the retained messages to send
+    /// after the SUBACK, and why the last refusal happened.
     fn subscribe(
         &mut self,
         requests: Vec<Request>,
         id: Option<u32>,
+        tags: Option<Box<TagFilter>>,
     ) -> (Vec<u8>, Vec<RetainedOut>, Option<String>) {
         let mut retained = Vec::new();
         let mut why = None;
         let mut codes = Vec::with_capacity(requests.len());
         for r in requests {
             let result = match topic::parse_shared(&r.path) {
-                Ok(Some(shared)) => self.subscribe_shared(shared.group, shared.filter, &r, id),
-                Ok(None) => self.subscribe_plain(&r, id, &mut retained),
+                Ok(Some(shared)) => {
+                    self.subscribe_shared(shared.group, shared.filter, &r, id, tags.clone())
+                }
+                Ok(None) => self.subscribe_plain(&r, id, tags.clone(), &mut retained),
                 Err(e) => Err((code::TOPIC_FILTER_INVALID, e.to_string())),
             };
             match result {
@@ -124,10 +140,11 @@ impl Client {
         &mut self,
         r: &Request,
         id: Option<u32>,
+        tags: Option<Box<TagFilter>>,
         retained: &mut Vec<RetainedOut>,
     ) -> Result<(), (u8, String)> {
         let invalid = |e: topic::TopicError| (code::TOPIC_FILTER_INVALID, e.to_string());
-        let sub = session::subscription(
+        let mut sub = session::subscription(
             &r.path,
             None,
             r.qos,
@@ -137,6 +154,7 @@ impl Client {
             id,
         )
         .map_err(invalid)?;
+        sub.tags = tags;
         let engine_err = |e: gw_core::Error| (error::suback_v5(&e), e.to_string());
         self.check_queue_access(&session_queue_name(self.client_id()))
             .map_err(engine_err)?;
@@ -149,7 +167,7 @@ impl Client {
                 .bind(BindingSpec {
                     source: AMQP_TOPIC_EXCHANGE.into(),
                     destination: Destination::Queue(q.name().to_owned()),
-                    routing_key: sub.binding.clone(),
+                    routing_key: sub.binding.to_string(),
                     arguments: Headers::new(),
                 })
                 .map_err(engine_err)?;
@@ -163,7 +181,9 @@ impl Client {
         };
         if send_retained && self.config.retain_available {
             for (topic, message) in retain::matching(&self.tenant, &sub.binding) {
-                if sub.no_local && published_by(&message, self.client_id()) {
+                if (sub.no_local && published_by(&message, self.client_id()))
+                    || !sub.tags_admit(&message)
+                {
                     continue;
                 }
                 let qos = published_qos(&message).min(sub.qos);
@@ -199,11 +219,12 @@ impl Client {
         filter: &str,
         r: &Request,
         id: Option<u32>,
+        tags: Option<Box<TagFilter>>,
     ) -> Result<(), (u8, String)> {
         if group.len() > gw_core::MAX_NAME_LEN {
             return Err((code::TOPIC_FILTER_INVALID, "share name too long".into()));
         }
-        let sub = session::subscription(
+        let mut sub = session::subscription(
             filter,
             Some(group),
             r.qos,
@@ -213,24 +234,27 @@ impl Client {
             id,
         )
         .map_err(|e| (code::TOPIC_FILTER_INVALID, e.to_string()))?;
+        sub.tags = tags;
         let engine_err = |e: gw_core::Error| (error::suback_v5(&e), e.to_string());
         self.check_queue_access(&shared_queue_name(filter))
             .map_err(engine_err)?;
         let acks = sub.qos > 0;
+        let max_inflight = self.max_inflight;
         if let Some(s) = self
             .shared
             .iter_mut()
             .find(|s| s.sub.share == sub.share && s.sub.filter == sub.filter)
         {
-            s.sub = sub;
-            if acks && !s.acks {
-                // Its QoS 0 consumer has no leases; a QoS 1 one replaces it.
-                s.consumer = s
-                    .queue
-                    .consume(group, shared_spec(&self.key, true, self.max_inflight))
-                    .map_err(engine_err)?;
-                s.acks = true;
+            let upgrade = acks && !s.acks;
+            if upgrade || s.sub.tags != sub.tags {
+                // A QoS 0 consumer has no leases, so a QoS 1 one replaces it;
+                // a new tag filter is the group's to accept (as for AMQP).
+                let acks = acks || s.acks;
+                let spec = shared_spec(&self.key, acks, max_inflight, sub.tags.as_deref());
+                s.consumer = s.queue.consume(group, spec).map_err(engine_err)?;
+                s.acks = acks;
             }
+            s.sub = sub;
             self.may_deliver = true;
             return Ok(());
         }
@@ -239,7 +263,8 @@ impl Client {
             .registry
             .shared_queue(&self.tenant, filter, group, max_len, true)
             .map_err(engine_err)?;
-        let consumer = match queue.consume(group, shared_spec(&self.key, acks, self.max_inflight)) {
+        let spec = shared_spec(&self.key, acks, self.max_inflight, sub.tags.as_deref());
+        let consumer = match queue.consume(group, spec) {
             Ok(c) => c,
             Err(e) => {
                 self.registry.release_shared(&self.tenant, filter, group);
@@ -312,17 +337,18 @@ impl Client {
     /// acknowledging (leases) when some subscription has QoS > 0, otherwise
     /// taking without leases. It is only replaced when nothing of it is in flight.
     pub fn ensure_consumer(&mut self) -> gw_core::Result<()> {
-        let Some(queue) = &self.queue else {
+        let Some(queue) = self.queue.clone() else {
             return Ok(());
         };
-        let in_flight = self
-            .inflight
-            .values()
-            .any(|i| matches!(i.source, crate::client::Source::Session(_)));
+        let in_flight = self.traffic.as_ref().is_some_and(|t| {
+            t.inflight
+                .values()
+                .any(|i| matches!(i.source, crate::client::Source::Session(_)))
+        });
         if self.subs.is_empty() {
             if !in_flight {
                 self.consumer = None;
-                self.deferred.retain(|(_, s)| s.is_some());
+                self.drop_deferred(|shared| shared.is_none());
             }
             return Ok(());
         }
@@ -334,7 +360,7 @@ impl Client {
             return Ok(());
         }
         self.consumer = None;
-        self.deferred.retain(|(_, s)| s.is_some());
+        self.drop_deferred(|shared| shared.is_none());
         let spec = ConsumerSpec {
             tag: self.client_id().to_owned(),
             prefetch_count: if acks {
@@ -387,19 +413,19 @@ impl Client {
         match topic::parse_shared(path) {
             Ok(Some(s)) => {
                 let Some(i) = self.shared.iter().position(|x| {
-                    x.sub.share.as_deref() == Some(s.group) && x.sub.filter == s.filter
+                    x.sub.share.as_deref() == Some(s.group) && *x.sub.filter == *s.filter
                 }) else {
                     return false;
                 };
                 let gone = self.shared.remove(i);
-                self.deferred.retain(|(_, uid)| *uid != Some(gone.uid));
+                self.drop_deferred(|uid| uid == Some(gone.uid));
                 drop(gone.consumer);
                 self.registry
                     .release_shared(&self.tenant, s.filter, s.group);
                 true
             }
             Ok(None) => {
-                let Some(i) = self.subs.iter().position(|x| x.filter == path) else {
+                let Some(i) = self.subs.iter().position(|x| *x.filter == *path) else {
                     return false;
                 };
                 let gone = self.subs.remove(i);
@@ -419,7 +445,7 @@ impl Client {
             let spec = BindingSpec {
                 source: AMQP_TOPIC_EXCHANGE.into(),
                 destination: Destination::Queue(q.name().to_owned()),
-                routing_key: gone.binding.clone(),
+                routing_key: gone.binding.to_string(),
                 arguments: Headers::new(),
             };
             if let Err(e) = self.tenant.unbind(&spec) {
@@ -436,11 +462,19 @@ impl Client {
     }
 }
 
-fn shared_spec(key: &session::ClientKey, acks: bool, max_inflight: u16) -> ConsumerSpec {
+/// A shared subscription's consumer: its tag filter, if any, becomes (or must
+/// equal) its group's, as an AMQP consumer's `x-tags` does.
+pub(super) fn shared_spec(
+    key: &session::ClientKey,
+    acks: bool,
+    max_inflight: u16,
+    tags: Option<&TagFilter>,
+) -> ConsumerSpec {
     ConsumerSpec {
         tag: key.client_id().to_owned(),
         prefetch_count: if acks { u32::from(max_inflight) } else { 0 },
         no_ack: !acks,
+        filter: tags.cloned(),
         ..ConsumerSpec::default()
     }
 }

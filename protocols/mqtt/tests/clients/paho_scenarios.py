@@ -277,6 +277,45 @@ def v5_topic_alias():
     sub.stop(), pub.stop()
 
 
+def v5_tag_filters():
+    """x-tags / x-tag-match user properties on SUBSCRIBE, as AMQP's consumer argument."""
+    def sub_props(*pairs):
+        sp = Properties(PacketTypes.SUBSCRIBE)
+        sp.UserProperty = list(pairs)
+        return sp
+
+    def pub_props(tags):
+        p = Properties(PacketTypes.PUBLISH)
+        p.UserProperty = [("x-tags", tags)]
+        return p
+
+    subacks = queue.Queue()
+    red = Client("red")
+    red.c.on_subscribe = lambda c, u, mid, codes, p: subacks.put([rc.value for rc in codes])
+    red.c.subscribe(topic("tags/#"), options=mqtt.SubscribeOptions(qos=1),
+                    properties=sub_props(("x-tags", "red")))
+    check(subacks.get(timeout=WAIT) == [1], "granted")
+    both = Client("both")
+    both.c.subscribe(topic("tags/#"), options=mqtt.SubscribeOptions(qos=1),
+                     properties=sub_props(("x-tags", "red,big"), ("x-tag-match", "all")))
+    # Malformed: SUBACK 0x83, nothing subscribed.
+    red.c.subscribe(topic("other/#"), options=mqtt.SubscribeOptions(qos=1),
+                    properties=sub_props(("x-tags", "red"), ("x-tag-match", "most")))
+    check(subacks.get(timeout=WAIT) == [0x83], "malformed refused")
+    time.sleep(0.3)
+    pub = Client("pub")
+    for tags in ("red", "blue", "red,big"):
+        pub.pub(topic("tags/x"), tags, props=pub_props(tags))
+    pub.pub(topic("other/x"), "other", props=pub_props("red"))
+    got = sorted(red.msg().payload for _ in range(2))
+    check(got == [b"red", b"red,big"], got)
+    red.nothing()
+    check(both.msg().payload == b"red,big", "match all")
+    both.nothing()
+    for c in (red, both, pub):
+        c.stop()
+
+
 SCENARIOS = {
     "pubsub-qos-311": lambda: pubsub_qos(False),
     "pubsub-qos-5": lambda: pubsub_qos(True),
@@ -290,6 +329,7 @@ SCENARIOS = {
     "subscription-options-5": v5_subscription_options,
     "shared-5": v5_shared,
     "topic-alias-5": v5_topic_alias,
+    "tag-filters-5": v5_tag_filters,
 }
 
 if __name__ == "__main__":

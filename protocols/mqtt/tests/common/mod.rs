@@ -48,7 +48,24 @@ impl Server {
 
     /// An engine on `dir` (reopened if it holds one).
     pub async fn start_in(dir: &Path, config: Config) -> Server {
-        let engine = Engine::open(EngineConfig::new(dir)).unwrap();
+        Self::start_engine(EngineConfig::new(dir), config).await
+    }
+
+    /// A fresh engine in a temporary directory, its configuration changed by `engine`.
+    pub async fn start_with_engine(
+        config: Config,
+        engine: impl FnOnce(&mut EngineConfig),
+    ) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ec = EngineConfig::new(dir.path());
+        engine(&mut ec);
+        let mut s = Self::start_engine(ec, config).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    async fn start_engine(ec: EngineConfig, config: Config) -> Server {
+        let engine = Engine::open(ec).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
