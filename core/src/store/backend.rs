@@ -68,7 +68,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn sync(&self) -> Result<(), StoreError>;
 
     /// After a failed write or sync, makes the backend writable again if it
-    /// can (fjall reopens its database, replaying its journal). `Ok` means
+    /// can (the disk backend reopens its database, replaying its journal). `Ok` means
     /// writes may be tried again; what is stored is what survived.
     fn recover(&self) -> Result<(), StoreError>;
 
