@@ -314,6 +314,18 @@ impl Engine {
         self.inner.services.store.backend().disk_bytes()
     }
 
+    /// Bytes free (for an unprivileged writer) on the data directory's
+    /// filesystem; `None` where it cannot be asked (an in-memory store).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        if !matches!(self.inner.config.storage, crate::store::Storage::Disk) {
+            return None;
+        }
+        let st = nix::sys::statvfs::statvfs(&self.inner.config.data_dir).ok()?;
+        // The field types are the platform's (u64 here, u32 on some).
+        #[allow(clippy::useless_conversion)]
+        Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+    }
+
     /// Messages waiting for their delivery time, over all tenants.
     pub fn delayed_count(&self) -> usize {
         self.inner.delays.len()

@@ -15,22 +15,46 @@ use crate::state::AppState;
 pub struct Health {
     /// `ok` or `ready`.
     pub status: String,
+    /// `writable`, or `not writable` while the store refuses writes (a full
+    /// disk, no file descriptors); it retries and becomes writable on its own.
+    pub store: String,
+    /// Batches the store failed to write since start.
+    pub store_write_errors: u64,
+    /// Why the store cannot write, while it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
-/// Liveness: the process is up.
+impl Health {
+    fn of(state: &AppState, status: &str) -> Health {
+        let store = state.engine().store_health();
+        Health {
+            status: status.to_owned(),
+            store: if store.writable {
+                "writable"
+            } else {
+                "not writable"
+            }
+            .to_owned(),
+            store_write_errors: store.write_errors,
+            store_error: store.last_error,
+        }
+    }
+}
+
+/// Liveness: the process is up (200 even while the store cannot write: a
+/// restart would not bring space back). The body says how the store is.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive", body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
-    })
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health::of(&state, "ok"))
 }
 
-/// Readiness: not shutting down and the store is open.
+/// Readiness: not shutting down, the store is open and takes writes.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Shutting down or the store is closed", body = ErrorBody),
+        (status = 503, description = "Shutting down, or the store is closed or cannot write", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.shutdown().is_cancelled() || state.engine().is_closed() {
@@ -40,7 +64,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             "not ready: shutting down",
         ));
     }
-    Ok(Json(Health {
-        status: "ready".to_owned(),
-    }))
+    let health = Health::of(&state, "ready");
+    if health.store != "writable" {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::code::STORE_NOT_WRITABLE,
+            format!(
+                "not ready: the store cannot write ({})",
+                health.store_error.as_deref().unwrap_or("unknown cause")
+            ),
+        ));
+    }
+    Ok(Json(health))
 }

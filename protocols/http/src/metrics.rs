@@ -182,6 +182,34 @@ pub fn render(state: &AppState) -> String {
         "gateway_storage_under_pressure {}",
         u8::from(engine.under_pressure())
     );
+    let store = engine.store_health();
+    family(
+        &mut out,
+        "gateway_store_writable",
+        "gauge",
+        "1 while the store takes writes; 0 while it refuses them (it retries every 500 ms).",
+    );
+    let _ = writeln!(out, "gateway_store_writable {}", u8::from(store.writable));
+    family(
+        &mut out,
+        "gateway_store_write_errors_total",
+        "counter",
+        "Write batches the store failed (their publishers were refused).",
+    );
+    let _ = writeln!(
+        out,
+        "gateway_store_write_errors_total {}",
+        store.write_errors
+    );
+    if let Some(free) = engine.disk_free_bytes() {
+        family(
+            &mut out,
+            "gateway_disk_free_bytes",
+            "gauge",
+            "Bytes free for the gateway on the data directory's filesystem.",
+        );
+        let _ = writeln!(out, "gateway_disk_free_bytes {free}");
+    }
     family(
         &mut out,
         "gateway_http_long_polls",
