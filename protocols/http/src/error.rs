@@ -76,6 +76,8 @@ pub mod code {
     pub const INTERNAL: &str = "10240500";
     /// The gateway is shutting down.
     pub const SHUTTING_DOWN: &str = "10240503";
+    /// The store cannot write now (disk full, no file descriptors); retry later.
+    pub const STORE_NOT_WRITABLE: &str = "10240507";
 }
 
 /// An error answer: status, code and message.
@@ -185,6 +187,14 @@ impl From<gw_core::Error> for ApiError {
             }
             E::LimitReached(_) => Self::limit(code::LIMIT, msg),
             E::ShuttingDown => Self::shutting_down(),
+            E::Storage(gw_core::StoreError::NotWritable(_)) => {
+                tracing::warn!(cause = %msg, "store not writable; answered 507");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    code::STORE_NOT_WRITABLE,
+                    msg,
+                )
+            }
             E::Storage(_) => {
                 tracing::error!(cause = %msg, "storage failure answered with 500");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL, msg)
@@ -212,6 +222,10 @@ impl IntoResponse for ApiError {
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::INSUFFICIENT_STORAGE => {
+                // The store retries every half second; space takes longer.
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }

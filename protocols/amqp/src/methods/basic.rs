@@ -429,7 +429,14 @@ pub fn route(ch: &mut Channel, ctx: &mut Ctx, p: Publish) -> AmqpResult<Option<T
     });
     let s = &ctx.session;
     let mut ticket = None;
-    let outcome = match s.tenant.publish(message) {
+    // On a confirm channel the message is visible to consumers only once
+    // stored: one that is nacked because the store failed is never delivered.
+    let published = if seq.is_some() {
+        s.tenant.publish_confirmed(message)
+    } else {
+        s.tenant.publish(message)
+    };
+    let outcome = match published {
         Ok(receipt) => {
             if receipt.routed == 0
                 && let Some((exchange, routing_key, body)) = returnable

@@ -204,6 +204,7 @@ fn build(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
+        (status = 507, description = "The store cannot write now; nothing was stored (retry after Retry-After)", body = ErrorBody),
     )
 )]
 pub async fn send_messages(
@@ -246,8 +247,10 @@ pub async fn send_messages(
             ),
         ));
     }
+    // Published as confirmed: consumers see each message only once it is
+    // stored, so a message this request reports as failed is never delivered.
     let mut results = Vec::with_capacity(n);
-    let mut last_ticket = None;
+    let mut tickets = Vec::with_capacity(n);
     for msg in built {
         let refused = |code: &'static str, error: String| SendResult {
             state: 1,
@@ -255,9 +258,9 @@ pub async fn send_messages(
             error: Some(error),
             error_code: Some(code.to_owned()),
         };
-        results.push(match tenant.publish(msg) {
+        results.push(match tenant.publish_confirmed(msg) {
             Ok(r) if r.routed > 0 => {
-                last_ticket = last_ticket.max(r.ticket);
+                tickets.push((results.len(), r.ticket));
                 SendResult {
                     state: 0,
                     id: req.return_id.then(|| r.message_id.to_string()),
@@ -276,8 +279,29 @@ pub async fn send_messages(
             }
         });
     }
-    if let Some(t) = last_ticket {
-        state.engine().wait_durable(t).await?;
+    // Tickets are decided in order, so waiting for each costs one wait.
+    let mut store_failed = 0;
+    let mut store_error = None;
+    for (i, ticket) in tickets {
+        let Some(ticket) = ticket else { continue };
+        if let Err(e) = state.engine().wait_durable(ticket).await {
+            let e = ApiError::from(e);
+            if e.code == code::SHUTTING_DOWN {
+                return Err(e);
+            }
+            store_failed += 1;
+            results[i] = SendResult {
+                state: 1,
+                id: None,
+                error: Some(e.msg.clone()),
+                error_code: Some(e.code.to_owned()),
+            };
+            store_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = store_error.filter(|_| store_failed == n) {
+        // Nothing was stored: one error answer, in HTTP's terms.
+        return Err(e);
     }
     Ok(Json(SendResponse { messages: results }))
 }

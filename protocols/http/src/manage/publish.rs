@@ -116,7 +116,9 @@ pub async fn publish(
     m.headers = attributes_in(&headers);
     // `x-delay`, `x-tags` and `x-group-id` headers work as over AMQP and MQTT.
     m.apply_extension_headers(gw_core::now_millis());
-    let receipt = t.publish(m)?;
+    // Confirmed: visible to consumers only once stored (an answer that the
+    // store failed must not leave a deliverable message behind).
+    let receipt = t.publish_confirmed(m)?;
     if let Some(ticket) = receipt.ticket {
         state.engine().wait_durable(ticket).await?;
     }

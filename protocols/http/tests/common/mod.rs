@@ -42,8 +42,18 @@ pub async fn start_with(config: Config, ws: Option<StreamHandler>) -> Gw {
 
 /// Starts on an existing data directory (restart tests keep the TempDir themselves).
 pub async fn start_in(dir: &Path, config: Config, ws: Option<StreamHandler>) -> Gw {
-    let d = dir.to_path_buf();
-    let engine = tokio::task::spawn_blocking(move || Engine::open(EngineConfig::new(d)))
+    start_engine(EngineConfig::new(dir), config, ws).await
+}
+
+/// The door over an engine opened with `engine_config` (an in-memory store
+/// made to fail, for instance).
+pub async fn start_engine(
+    engine_config: EngineConfig,
+    config: Config,
+    ws: Option<StreamHandler>,
+) -> Gw {
+    let dir = engine_config.data_dir.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await
         .unwrap()
         .unwrap();

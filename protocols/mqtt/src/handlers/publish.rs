@@ -137,6 +137,9 @@ impl Client {
         } else {
             None
         };
+        // Not yet `publish_confirmed` (visible only once stored): a batch
+        // released at once goes to one member of a shared subscription, since
+        // a push consumer takes all it may; dispatch must share it out first.
         let receipt = match self.tenant.publish(message) {
             Ok(r) => r,
             Err(e) if qos > 0 && v5 && !matches!(e, gw_core::Error::ShuttingDown) => {
