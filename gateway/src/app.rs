@@ -135,7 +135,8 @@ impl Gateway {
 
     /// Stops accepting, asks connections to finish, waits up to `grace` for
     /// them, then flushes and closes the store.
-    pub async fn stop(self, grace: Duration) {
+    /// True when the store flushed and closed cleanly (every write stored).
+    pub async fn stop(self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -148,8 +149,23 @@ impl Gateway {
             );
         }
         let engine = self.engine.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
-        tracing::info!("store flushed and closed");
+        let clean = tokio::task::spawn_blocking(move || engine.close())
+            .await
+            .unwrap_or(false);
+        if clean {
+            tracing::info!("store flushed and closed");
+        } else {
+            let health = self.engine.store_health();
+            tracing::error!(
+                write_errors = health.write_errors,
+                cause = health
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("the store was already closed"),
+                "store closed, but not every write was stored"
+            );
+        }
+        clean
     }
 }
 

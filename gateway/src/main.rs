@@ -45,10 +45,14 @@ fn main() -> ExitCode {
         tokio::spawn(async move {
             let again = signals.next().await;
             tracing::warn!("{again} again: exiting at once");
-            std::process::exit(130);
+            std::process::exit(again.exit_status());
         });
-        gw.stop(grace).await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
+        if gw.stop(grace).await {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        } else {
+            tracing::error!("stopped, but the store did not close cleanly");
+            ExitCode::FAILURE
+        }
     })
 }

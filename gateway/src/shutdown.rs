@@ -29,22 +29,48 @@ impl Signals {
         Signals {}
     }
 
-    /// Resolves with the signal's name when the next SIGTERM or SIGINT arrives.
-    pub async fn next(&mut self) -> &'static str {
+    /// Resolves when the next SIGTERM or SIGINT arrives.
+    pub async fn next(&mut self) -> Caught {
         #[cfg(unix)]
         {
             let Some((term, int)) = &mut self.handlers else {
                 return std::future::pending().await;
             };
             tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
+                _ = term.recv() => Caught { name: "SIGTERM", number: 15 },
+                _ = int.recv() => Caught { name: "SIGINT", number: 2 },
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
+            Caught {
+                name: "Ctrl-C",
+                number: 2,
+            }
         }
+    }
+}
+
+/// A signal that arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Caught {
+    /// `SIGTERM`, `SIGINT`.
+    pub name: &'static str,
+    /// Its number (15, 2).
+    pub number: i32,
+}
+
+impl Caught {
+    /// The status of a process that exits because of this signal, as
+    /// shells report one killed by it: 128 + the signal number.
+    pub fn exit_status(self) -> i32 {
+        128 + self.number
+    }
+}
+
+impl std::fmt::Display for Caught {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
     }
 }
