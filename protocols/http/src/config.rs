@@ -36,6 +36,10 @@ pub struct Config {
     pub max_groups_per_queue: usize,
     /// Seconds a client may take to send a request's headers before it is disconnected.
     pub header_read_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive whole once its headers
+    /// are in (a stalled or trickling body); a late one gets 408 and the
+    /// connection is closed. With `max_body_bytes` this sets a minimum rate.
+    pub body_timeout_secs: u64,
     /// Largest WebSocket message accepted on `/mqtt`.
     pub websocket_max_message_bytes: usize,
 }
@@ -54,6 +58,7 @@ impl Default for Config {
             max_queues_per_tenant: 30,
             max_groups_per_queue: 3,
             header_read_timeout_secs: 30,
+            body_timeout_secs: 30,
             websocket_max_message_bytes: 16 * 1024 * 1024,
         }
     }

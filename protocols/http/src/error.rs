@@ -66,6 +66,8 @@ pub mod code {
     pub const METHOD: &str = "10240405";
     /// State conflict (inequivalent declaration, fixed tag filter, locked queue, unknown handler).
     pub const CONFLICT: &str = "10240409";
+    /// The request body did not arrive in time.
+    pub const REQUEST_TIMEOUT: &str = "10240408";
     /// Body over the limit.
     pub const TOO_LARGE: &str = "10240413";
     /// Body is not declared as JSON.

@@ -21,6 +21,7 @@
 
 mod api;
 mod auth;
+mod body_deadline;
 mod config;
 mod error;
 mod extract;
@@ -68,6 +69,10 @@ pub fn router(state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.clone(),
+            body_deadline::read_in_time,
+        ))
         .layer(from_fn_with_state(state.clone(), refuse_while_stopping))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panicked))
