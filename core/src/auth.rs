@@ -13,13 +13,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use parking_lot::RwLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+
+/// How long a failed password is answered from memory.
+const FAILED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Users whose last failed password is remembered.
+const FAILED_MAX: usize = 10_000;
 
 /// The administrator tag: may use the management API.
 pub const ADMINISTRATOR: &str = "administrator";
@@ -206,6 +211,8 @@ pub(crate) struct Users {
     users: RwLock<HashMap<String, Arc<UserRecord>>>,
     /// user → SHA-256 of the password last verified against its hash.
     verified: RwLock<HashMap<String, [u8; 32]>>,
+    /// user → SHA-256 of the password that last failed, and when (bounded).
+    failed: RwLock<HashMap<String, ([u8; 32], std::time::Instant)>>,
     /// Compiled permissions, shared by every connection of a user (compiling
     /// the regexes per login costs tens of KiB and microseconds).
     principals: RwLock<HashMap<String, Principal>>,
@@ -246,12 +253,14 @@ impl Users {
 
     pub fn put(&self, rec: UserRecord) {
         self.verified.write().remove(&rec.name);
+        self.failed.write().remove(&rec.name);
         self.principals.write().remove(&rec.name);
         self.users.write().insert(rec.name.clone(), Arc::new(rec));
     }
 
     pub fn remove(&self, name: &str) -> bool {
         self.verified.write().remove(name);
+        self.failed.write().remove(name);
         self.principals.write().remove(name);
         self.users.write().remove(name).is_some()
     }
@@ -273,10 +282,24 @@ impl Users {
         let digest: [u8; 32] = Sha256::digest(password).into();
         let known = self.verified.read().get(name).is_some_and(|d| *d == digest);
         if !known {
-            let hash = PasswordHash::new(&rec.password_hash).map_err(|_| fail())?;
-            Argon2::default()
-                .verify_password(password, &hash)
-                .map_err(|_| fail())?;
+            // A password that just failed fails again without another Argon2:
+            // a client retrying a wrong password costs a hash, not 19 MiB.
+            let failed_recently = self
+                .failed
+                .read()
+                .get(name)
+                .is_some_and(|(d, at)| *d == digest && at.elapsed() < FAILED_TTL);
+            if failed_recently || !crate::password_check::verify(password, &rec.password_hash) {
+                let mut failed = self.failed.write();
+                if failed.len() >= FAILED_MAX && !failed.contains_key(name) {
+                    failed.retain(|_, (_, at)| at.elapsed() < FAILED_TTL);
+                }
+                if failed.len() < FAILED_MAX {
+                    failed.insert(name.to_owned(), (digest, std::time::Instant::now()));
+                }
+                return Err(fail());
+            }
+            self.failed.write().remove(name);
             self.verified.write().insert(name.to_owned(), digest);
         }
         self.compiled(&rec)

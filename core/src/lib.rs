@@ -49,6 +49,7 @@ mod extensions;
 mod group;
 mod message;
 mod names;
+mod password_check;
 mod queue;
 mod routing;
 mod store;
