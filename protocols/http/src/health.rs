@@ -26,8 +26,7 @@ pub struct Health {
 }
 
 impl Health {
-    fn of(state: &AppState, status: &str) -> Health {
-        let store = state.engine().store_health();
+    fn of(status: &str, store: gw_core::StoreHealth) -> Health {
         Health {
             status: status.to_owned(),
             store: if store.writable {
@@ -47,7 +46,7 @@ impl Health {
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health::of(&state, "ok"))
+    Json(Health::of("ok", state.engine().store_health()))
 }
 
 /// Readiness: not shutting down, the store is open and takes writes.
@@ -64,16 +63,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             "not ready: shutting down",
         ));
     }
-    let health = Health::of(&state, "ready");
-    if health.store != "writable" {
+    let store = state.engine().store_health();
+    if !store.writable {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             crate::error::code::STORE_NOT_WRITABLE,
             format!(
                 "not ready: the store cannot write ({})",
-                health.store_error.as_deref().unwrap_or("unknown cause")
+                store.last_error.as_deref().unwrap_or("unknown cause")
             ),
         ));
     }
-    Ok(Json(health))
+    Ok(Json(Health::of("ready", store)))
 }

@@ -285,10 +285,10 @@ pub async fn send_messages(
     for (i, ticket) in tickets {
         let Some(ticket) = ticket else { continue };
         if let Err(e) = state.engine().wait_durable(ticket).await {
-            let e = ApiError::from(e);
-            if e.code == code::SHUTTING_DOWN {
-                return Err(e);
+            if matches!(e, gw_core::Error::ShuttingDown) {
+                return Err(ApiError::shutting_down());
             }
+            let e = ApiError::from(e);
             store_failed += 1;
             results[i] = SendResult {
                 state: 1,
