@@ -59,7 +59,8 @@ mod timers;
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{
-    Engine, EngineConfig, ExchangeInfo, PublishReceipt, QueueSpec, Tenant, dead_letter_queue_name,
+    Created, Engine, EngineConfig, ExchangeInfo, PublishReceipt, QueueSpec, Tenant,
+    dead_letter_queue_name,
 };
 pub use error::{Error, Result, StoreError};
 pub use extensions::{X_DELAY, X_GROUP_ID, X_TAGS};

@@ -8,7 +8,8 @@
 //! the engine), `dead_letters.rs` (where dead letters go; message tracking),
 //! `catalog.rs` (writing tenants, exchanges, bindings, id counters),
 //! `recovery.rs` (start-up), `users.rs`, `retained.rs` (retained messages
-//! and the doors' own records).
+//! and the doors' own records), `store_faults.rs` (a failed write and the
+//! recovery after it), `undo.rs` (declarations that could not be stored).
 
 mod catalog;
 mod dead_letters;
@@ -18,6 +19,7 @@ mod recovery;
 mod retained;
 mod store_faults;
 mod tenant;
+mod undo;
 mod users;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use dead_letters::dead_letter_queue_name;
 pub use tenant::{ExchangeInfo, PublishReceipt, QueueSpec, Tenant};
+pub use undo::Created;
 
 use crate::store::{MemoryStore, Storage};
 

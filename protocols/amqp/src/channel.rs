@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::assembler::Assembler;
 use crate::confirms::Deferred;
 use crate::error::{AmqpError, AmqpResult};
-use crate::methods;
+use crate::methods::{self, Answer};
 use crate::session::Session;
 use crate::tags::{ChannelShared, ConsumerRef, Settle, Unacked, settle};
 
@@ -159,18 +159,21 @@ impl Channel {
 
     /// Declarations, bindings, deletions and purges change what the store
     /// keeps: their answer waits until that is on disk, so a crash cannot take
-    /// back what was answered. The reader waits (these are rare), which keeps
-    /// the answers in order.
-    async fn reply_when_durable(&self, ctx: &Ctx, reply: Option<AMQPClass>) -> AmqpResult {
-        let Some(reply) = reply else {
+    /// back what was answered, and what could not be stored is taken back and
+    /// answered with an error (even for `nowait`: the channel closes). The
+    /// reader waits (these are rare), which keeps the answers in order.
+    async fn reply_when_durable(&self, ctx: &Ctx, answer: Answer) -> AmqpResult {
+        if answer.reply.is_none() && answer.created.is_none() {
             return Ok(());
-        };
-        let engine = &ctx.session.engine;
-        engine
-            .wait_durable(engine.barrier())
+        }
+        ctx.session
+            .engine
+            .durable_or_undo(answer.created.into_iter().collect())
             .await
             .map_err(|e| AmqpError::engine(e, ctx.session.vhost()))?;
-        ctx.session.send(self.id(), &reply);
+        if let Some(reply) = answer.reply {
+            ctx.session.send(self.id(), &reply);
+        }
         Ok(())
     }
 

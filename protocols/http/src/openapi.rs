@@ -95,6 +95,13 @@ pub fn finish(doc: &utoipa::openapi::OpenApi) -> Value {
                     add("403", "Not tagged administrator");
                 }
             }
+            if method != "get" {
+                // Every change waits for the store; one it cannot write is refused.
+                add(
+                    "507",
+                    "The store cannot write now; nothing was changed (retry later)",
+                );
+            }
             if has_body {
                 add("413", "Body over max_body_bytes");
                 add("415", "Body not declared as JSON");

@@ -84,3 +84,75 @@ async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restar
     assert_eq!(metric(&m.text, "gateway_store_writable"), Some(1.0));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_cannot_be_stored_is_refused_and_leaves_nothing_behind() {
+    let store = MemoryStore::new();
+    let gw = common::start_engine(
+        EngineConfig::in_memory(&store),
+        gw_http::Config::default(),
+        None,
+    )
+    .await;
+    let api = gw.api.clone();
+    let id = api.create_queue("%2F", json!({"name": "kept"})).await;
+
+    store.set_failing(true);
+    let r = api
+        .post("/v1.0/%2F/queues", json!({"name": "never-stored"}))
+        .await;
+    r.expect(507);
+    let r = api
+        .post(
+            &format!("/v1.0/%2F/queues/{id}/groups"),
+            json!({"groups": [{"name": "never-stored"}]}),
+        )
+        .await;
+    r.expect(507);
+    let r = api
+        .put("/api/exchanges/%2F/x-never", json!({"type": "fanout"}))
+        .await;
+    r.expect(507);
+
+    // Nothing that was refused is listed, while the store still fails and after.
+    let names = |r: &common::Resp| -> Vec<String> {
+        r.json["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = api.get("/v1.0/%2F/queues").await;
+    assert_eq!(names(&r), vec!["kept".to_owned()], "{}", r.text);
+    let r = api.get(&format!("/v1.0/%2F/queues/{id}/groups")).await;
+    assert_eq!(r.json["groups"].as_array().unwrap().len(), 0, "{}", r.text);
+    api.get("/api/exchanges/%2F/x-never").await.expect(404);
+
+    store.set_failing(false);
+    let t0 = Instant::now();
+    while api.anonymous().get("/readyz").await.status != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The name is free: the create that failed can be made again.
+    api.create_queue("%2F", json!({"name": "never-stored"}))
+        .await;
+    gw.stop().await;
+
+    // And the store agrees with what was answered.
+    let gw = common::start_engine(
+        EngineConfig::in_memory(&store),
+        gw_http::Config::default(),
+        None,
+    )
+    .await;
+    let r = gw.api.get("/v1.0/%2F/queues").await;
+    let mut got = names(&r);
+    got.sort();
+    assert_eq!(got, vec!["kept".to_owned(), "never-stored".to_owned()]);
+    let r = gw.api.get(&format!("/v1.0/%2F/queues/{id}/groups")).await;
+    assert_eq!(r.json["groups"].as_array().unwrap().len(), 0, "{}", r.text);
+    gw.api.get("/api/exchanges/%2F/x-never").await.expect(404);
+    gw.stop().await;
+}

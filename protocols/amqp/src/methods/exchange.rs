@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use amq_protocol::protocol::AMQPClass;
 use amq_protocol::protocol::exchange;
-use gw_core::{Access, Destination, ExchangeKind, ExchangeSpec, HeaderValue, Headers, is_reserved};
+use gw_core::{
+    Access, Created, Destination, ExchangeKind, ExchangeSpec, HeaderValue, Headers, is_reserved,
+};
 
+use super::Answer;
 use super::queue::binding;
 use crate::args::type_name;
 use crate::channel::Ctx;
@@ -20,15 +23,15 @@ const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
 const DELAYED_TYPE: &str = "x-delayed-message";
 
 /// Dispatches an `exchange` method; returns the answer, to be sent once the
-/// change is durable (none for `nowait`).
-pub fn handle(ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult<Option<AMQPClass>> {
+/// change is durable.
+pub fn handle(ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult<Answer> {
     use exchange::AMQPMethod as M;
     let s = Arc::clone(&ctx.session);
-    let answer = |nowait: bool, ok: M| (!nowait).then_some(AMQPClass::Exchange(ok));
+    let answer = |nowait: bool, ok: M| Answer::new((!nowait).then_some(AMQPClass::Exchange(ok)));
     Ok(match m {
         M::Declare(d) => {
-            declare(&s, &d)?;
-            answer(d.nowait, M::DeclareOk(exchange::DeclareOk {}))
+            let created = declare(&s, &d)?;
+            answer(d.nowait, M::DeclareOk(exchange::DeclareOk {})).creating(created)
         }
         M::Delete(d) => {
             delete(&s, d.exchange.as_str(), d.if_unused)?;
@@ -37,8 +40,8 @@ pub fn handle(ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult<Option<AMQPC
         M::Bind(b) => {
             let dest = Destination::Exchange(b.destination.as_str().to_owned());
             let key = b.routing_key.as_str().to_owned();
-            binding(&s, true, b.source.as_str(), dest, key, &b.arguments)?;
-            answer(b.nowait, M::BindOk(exchange::BindOk {}))
+            let created = binding(&s, true, b.source.as_str(), dest, key, &b.arguments)?;
+            answer(b.nowait, M::BindOk(exchange::BindOk {})).creating(created)
         }
         M::Unbind(u) => {
             let dest = Destination::Exchange(u.destination.as_str().to_owned());
@@ -50,7 +53,8 @@ pub fn handle(ctx: &mut Ctx, m: exchange::AMQPMethod) -> AmqpResult<Option<AMQPC
     })
 }
 
-fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {
+/// Declares (or checks, when passive) an exchange; returns it when this created it.
+fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult<Option<Created>> {
     let name = d.exchange.as_str();
     if name.is_empty() {
         return Err(AmqpError::access_refused(
@@ -63,7 +67,7 @@ fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {
         s.tenant
             .exchange(name)
             .map_err(|_| AmqpError::not_found(format!("no {resource}")))?;
-        return Ok(());
+        return Ok(None);
     }
     let arguments = headers_from_table(&d.arguments);
     let kind = exchange_kind(d.kind.as_str(), &arguments)?;
@@ -87,7 +91,7 @@ fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {
     };
     match s.tenant.exchange(name) {
         // RabbitMQ compares these and nothing else; an equivalent redeclare is a no-op.
-        Ok(existing) => equivalent(&existing.spec, &spec, &resource),
+        Ok(existing) => equivalent(&existing.spec, &spec, &resource).map(|()| None),
         Err(_) => {
             if is_reserved(name) {
                 return Err(AmqpError::access_refused(format!(
@@ -98,10 +102,14 @@ fn declare(s: &Session, d: &exchange::Declare) -> AmqpResult {
                 s.check(Access::Read, "exchange", name)?;
                 s.check(Access::Write, "exchange", ae)?;
             }
-            s.tenant
+            let created = s
+                .tenant
                 .declare_exchange(name, spec)
-                .map(drop)
-                .map_err(|e| AmqpError::engine(e, s.vhost()))
+                .map_err(|e| AmqpError::engine(e, s.vhost()))?;
+            Ok(created.then(|| Created::Exchange {
+                tenant: s.tenant.clone(),
+                name: name.to_owned(),
+            }))
         }
     }
 }

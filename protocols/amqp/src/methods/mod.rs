@@ -12,9 +12,30 @@ pub mod queue;
 pub mod reply_to;
 pub mod tx;
 
-use gw_core::Queue;
+use amq_protocol::protocol::AMQPClass;
+use gw_core::{Created, Queue};
 
 use crate::error::{AmqpError, AmqpResult};
+
+/// What a declaring method answers, once its change is durable (none for
+/// `nowait`), and what it created, taken back if the change cannot be stored.
+pub struct Answer {
+    pub reply: Option<AMQPClass>,
+    pub created: Option<Created>,
+}
+
+impl Answer {
+    pub fn new(reply: Option<AMQPClass>) -> Answer {
+        Answer {
+            reply,
+            created: None,
+        }
+    }
+
+    pub fn creating(self, created: Option<Created>) -> Answer {
+        Answer { created, ..self }
+    }
+}
 
 /// A random name suffix, as RabbitMQ's `rabbit_guid:binary/2`: 16 random
 /// bytes in URL-safe base64 (22 characters).

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use amq_protocol::protocol::AMQPClass;
 use amq_protocol::protocol::queue;
 use amq_protocol::types::FieldTable;
-use gw_core::{Access, BindingSpec, DeadLetterTarget, Destination, QueueSpec};
+use gw_core::{Access, BindingSpec, Created, DeadLetterTarget, Destination, QueueSpec};
 
-use super::{check_exclusive, locked, random_suffix, reply_to};
+use super::{Answer, check_exclusive, locked, random_suffix, reply_to};
 use crate::args::{check_equivalent, queue_args};
 use crate::channel::{Channel, Ctx};
 use crate::codec::short_text;
@@ -16,22 +16,18 @@ use crate::properties::headers_from_table;
 use crate::session::Session;
 
 /// Dispatches a `queue` method; returns the answer, to be sent once the
-/// change is durable (none for `nowait`).
-pub fn handle(
-    ch: &mut Channel,
-    ctx: &mut Ctx,
-    m: queue::AMQPMethod,
-) -> AmqpResult<Option<AMQPClass>> {
+/// change is durable.
+pub fn handle(ch: &mut Channel, ctx: &mut Ctx, m: queue::AMQPMethod) -> AmqpResult<Answer> {
     use queue::AMQPMethod as M;
     let s = Arc::clone(&ctx.session);
-    let answer = |nowait: bool, ok: M| (!nowait).then_some(AMQPClass::Queue(ok));
+    let answer = |nowait: bool, ok: M| Answer::new((!nowait).then_some(AMQPClass::Queue(ok)));
     Ok(match m {
         M::Declare(d) => declare(ch, &s, d)?,
         M::Bind(b) => {
             let (queue, key) = shortcut(ch, b.queue.as_str(), b.routing_key.as_str())?;
             let dest = Destination::Queue(queue);
-            binding(&s, true, b.exchange.as_str(), dest, key, &b.arguments)?;
-            answer(b.nowait, M::BindOk(queue::BindOk {}))
+            let created = binding(&s, true, b.exchange.as_str(), dest, key, &b.arguments)?;
+            answer(b.nowait, M::BindOk(queue::BindOk {})).creating(created)
         }
         M::Unbind(u) => {
             let (queue, key) = shortcut(ch, u.queue.as_str(), u.routing_key.as_str())?;
@@ -77,7 +73,7 @@ fn shortcut(ch: &Channel, queue: &str, key: &str) -> AmqpResult<(String, String)
     Ok((name, key))
 }
 
-fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult<Option<AMQPClass>> {
+fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult<Answer> {
     let given = d.queue.as_str();
     if reply_to::is_reply_queue(given) {
         // All declares of the pseudo queues are passive (RabbitMQ): it exists
@@ -151,12 +147,12 @@ fn declare(ch: &mut Channel, s: &Session, d: queue::Declare) -> AmqpResult<Optio
         .tenant
         .declare_queue(&name, spec)
         .map_err(|e| AmqpError::engine(e, s.vhost()))?;
-    let (messages, consumers) = if created {
-        (0, 0)
-    } else {
-        (q.message_count(), q.consumer_count())
-    };
-    declare_ok(ch, &name, messages, consumers, d.nowait)
+    if created {
+        let answer = declare_ok(ch, &name, 0, 0, d.nowait)?;
+        let tenant = s.tenant.clone();
+        return Ok(answer.creating(Some(Created::Queue { tenant, queue: q })));
+    }
+    declare_ok(ch, &name, q.message_count(), q.consumer_count(), d.nowait)
 }
 
 fn declare_ok(
@@ -165,16 +161,16 @@ fn declare_ok(
     messages: u64,
     consumers: usize,
     nowait: bool,
-) -> AmqpResult<Option<AMQPClass>> {
+) -> AmqpResult<Answer> {
     ch.last_queue = name.to_owned();
-    Ok((!nowait).then(|| {
+    Ok(Answer::new((!nowait).then(|| {
         let ok = queue::DeclareOk {
             queue: short_text(name.to_owned()),
             message_count: u32::try_from(messages).unwrap_or(u32::MAX),
             consumer_count: u32::try_from(consumers).unwrap_or(u32::MAX),
         };
         AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))
-    }))
+    })))
 }
 
 fn delete(ch: &Channel, s: &Session, d: &queue::Delete) -> AmqpResult<u64> {
@@ -208,6 +204,8 @@ fn delete(ch: &Channel, s: &Session, d: &queue::Delete) -> AmqpResult<u64> {
 /// answers `unbind-ok`, so clean-up paths that run after an auto-delete queue
 /// went away keep their channel. The exclusive-owner check then only applies
 /// to a binding that exists.
+///
+/// Returns the binding when this added it.
 pub fn binding(
     s: &Session,
     add: bool,
@@ -215,7 +213,7 @@ pub fn binding(
     dest: Destination,
     routing_key: String,
     arguments: &FieldTable,
-) -> AmqpResult {
+) -> AmqpResult<Option<Created>> {
     let (kind, dest_name) = match &dest {
         Destination::Queue(q) => ("queue", q.as_str()),
         Destination::Exchange(x) => ("exchange", x.as_str()),
@@ -250,7 +248,7 @@ pub fn binding(
     };
     if !add {
         if !(dest_exists && source_exists) {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(q) = &queue
             && check_exclusive(q, s.conn_id, &dest_resource).is_err()
@@ -260,7 +258,7 @@ pub fn binding(
         }
         return match s.tenant.unbind(&spec) {
             // Deleted meanwhile: as if it had been missing all along.
-            Ok(_) | Err(gw_core::Error::NotFound { .. }) => Ok(()),
+            Ok(_) | Err(gw_core::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(AmqpError::engine(e, s.vhost())),
         };
     }
@@ -276,8 +274,12 @@ pub fn binding(
             s.resource("exchange", source)
         )));
     }
-    s.tenant
-        .bind(spec)
-        .map(drop)
-        .map_err(|e| AmqpError::engine(e, s.vhost()))
+    let added = s
+        .tenant
+        .bind(spec.clone())
+        .map_err(|e| AmqpError::engine(e, s.vhost()))?;
+    Ok(added.then(|| Created::Binding {
+        tenant: s.tenant.clone(),
+        spec,
+    }))
 }

@@ -78,6 +78,12 @@ impl Gateway {
     pub async fn start_on(dir: &Path, config: Config) -> Gateway {
         init_logging();
         let engine = Engine::open(EngineConfig::new(dir)).unwrap();
+        Self::start_engine(engine, dir, config).await
+    }
+
+    /// The door in front of an engine the test opened (`dir`: where it lives).
+    pub async fn start_engine(engine: Engine, dir: &Path, config: Config) -> Gateway {
+        init_logging();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

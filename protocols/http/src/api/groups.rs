@@ -240,6 +240,7 @@ pub async fn create_groups(
         ));
     }
     let mut out = Vec::with_capacity(req.groups.len());
+    let mut created = Vec::with_capacity(req.groups.len());
     for g in &req.groups {
         if !q.create_group(&g.name, StartPosition::Oldest, None)? {
             return Err(ApiError::conflict(
@@ -247,12 +248,16 @@ pub async fn create_groups(
                 format!("consumer group '{}' already exists", g.name),
             ));
         }
+        created.push(gw_core::Created::Group {
+            queue: std::sync::Arc::clone(&q),
+            name: g.name.clone(),
+        });
         out.push(CreatedGroup {
             id: g.name.clone(),
             name: g.name.clone(),
         });
     }
-    super::barrier(state.engine()).await?;
+    super::created(state.engine(), created).await?;
     Ok(Json(CreatedGroups { groups: out }))
 }
 

@@ -53,3 +53,14 @@ pub(crate) async fn barrier(engine: &gw_core::Engine) -> crate::error::ApiResult
     engine.wait_durable(engine.barrier()).await?;
     Ok(())
 }
+
+/// [`barrier`] for a request that created something: if it cannot be
+/// stored, it is taken back before the error is answered, so a failed
+/// create leaves nothing in the listing.
+pub(crate) async fn created(
+    engine: &gw_core::Engine,
+    created: Vec<gw_core::Created>,
+) -> crate::error::ApiResult<()> {
+    engine.durable_or_undo(created).await?;
+    Ok(())
+}

@@ -194,7 +194,13 @@ pub async fn create_queue(
         }
         Err(e) => return Err(e.into()),
     };
-    super::barrier(state.engine()).await?;
+    let tenant = tenant.clone();
+    let queue = std::sync::Arc::clone(&q);
+    super::created(
+        state.engine(),
+        vec![gw_core::Created::Queue { tenant, queue }],
+    )
+    .await?;
     Ok(Json(CreatedQueue {
         id: queue_id(&q),
         name: q.name().to_owned(),

@@ -239,7 +239,11 @@ pub async fn put_exchange(
             .unwrap_or_default(),
     };
     let created = t.declare_exchange(&name, spec)?;
-    crate::api::barrier(state.engine()).await?;
+    let undo = created.then(|| gw_core::Created::Exchange {
+        tenant: t.clone(),
+        name: name.clone(),
+    });
+    crate::api::created(state.engine(), undo.into_iter().collect()).await?;
     Ok(if created {
         StatusCode::CREATED
     } else {
@@ -308,8 +312,13 @@ pub async fn bind(
 ) -> ApiResult<StatusCode> {
     query.finish()?;
     let t = super::tenant(&state, &tenant)?;
-    let created = t.bind(binding_spec(req))?;
-    crate::api::barrier(state.engine()).await?;
+    let spec = binding_spec(req);
+    let created = t.bind(spec.clone())?;
+    let undo = created.then(|| gw_core::Created::Binding {
+        tenant: t.clone(),
+        spec,
+    });
+    crate::api::created(state.engine(), undo.into_iter().collect()).await?;
     Ok(if created {
         StatusCode::CREATED
     } else {

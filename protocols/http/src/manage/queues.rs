@@ -310,8 +310,12 @@ pub async fn put_queue(
             "queue name '{name}' contains reserved prefix 'amq.'"
         )));
     }
-    let (_, created) = t.declare_queue(&name, put_spec(req))?;
-    crate::api::barrier(state.engine()).await?;
+    let (q, created) = t.declare_queue(&name, put_spec(req))?;
+    let undo = created.then(|| gw_core::Created::Queue {
+        tenant: t.clone(),
+        queue: q,
+    });
+    crate::api::created(state.engine(), undo.into_iter().collect()).await?;
     Ok(if created {
         StatusCode::CREATED
     } else {

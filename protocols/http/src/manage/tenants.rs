@@ -95,7 +95,8 @@ pub async fn put_tenant(
 ) -> ApiResult<StatusCode> {
     query.finish()?;
     let created = state.engine().create_tenant(&name)?;
-    crate::api::barrier(state.engine()).await?;
+    let undo = created.then(|| gw_core::Created::Tenant(name.clone()));
+    crate::api::created(state.engine(), undo.into_iter().collect()).await?;
     Ok(if created {
         StatusCode::CREATED
     } else {
