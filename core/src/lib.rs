@@ -55,6 +55,7 @@ mod routing;
 mod store;
 mod tenant;
 mod timers;
+mod watermarks;
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
@@ -78,3 +79,4 @@ pub use store::{
     create_dir_all_durably,
 };
 pub use tenant::PREDECLARED;
+pub use watermarks::{AlarmKind, NodeAlarm, Watermark, Watermarks};

@@ -70,6 +70,8 @@ pub struct EngineConfig {
     pub cache_bytes: u64,
     /// Most message bytes a queue keeps in memory; older ones are read back from disk.
     pub queue_memory_bytes: u64,
+    /// Free-space and memory marks over which publishers are blocked.
+    pub watermarks: crate::watermarks::Watermarks,
     /// Created on first start: tenant `/` and this user with full rights on it,
     /// limited to loopback (RabbitMQ's guest/guest).
     pub default_user: Option<(String, String)>,
@@ -84,6 +86,7 @@ impl EngineConfig {
             sync: SyncPolicy::Always,
             cache_bytes: 32 << 20,
             queue_memory_bytes: 8 << 20,
+            watermarks: crate::watermarks::Watermarks::default(),
             default_user: Some(("guest".into(), "guest".into())),
         }
     }
@@ -112,6 +115,8 @@ pub(crate) struct EngineInner {
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
     connections: Arc<Connections>,
+    /// The node's disk and memory alarms (sampled by their own thread).
+    alarms: Arc<crate::watermarks::Alarms>,
     /// Log entries whose write failed, removed from the backend once it recovers.
     lost_entries: Mutex<Vec<(u64, u64)>>,
     /// Distinguishes engines opened in one process (tests open many).
@@ -165,6 +170,7 @@ impl Engine {
             timer_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
             connections: Arc::new(Connections::default()),
+            alarms: Arc::default(),
             lost_entries: Mutex::new(Vec::new()),
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
@@ -189,6 +195,18 @@ impl Engine {
         if let Some(due) = inner.delays.next_due() {
             inner.arm_delays(instant_at(due));
         }
+        let disk_dir =
+            matches!(inner.config.storage, Storage::Disk).then(|| inner.config.data_dir.clone());
+        let me = inner.me.clone();
+        crate::watermarks::start_sampler(
+            Arc::clone(&inner.alarms),
+            inner.config.watermarks,
+            disk_dir,
+            move || {
+                me.upgrade()
+                    .is_none_or(|e| e.closed.load(Ordering::Acquire))
+            },
+        );
         Ok(Engine { inner })
     }
 
@@ -298,9 +316,13 @@ impl Engine {
         self.inner.services.store.submit(Write::Barrier, true)
     }
 
-    /// True when writes are piling up faster than the disk takes them; adapters
-    /// should stop reading from publishers until it clears.
+    /// True when publishers must wait: writes are piling up faster than the
+    /// disk takes them, or a disk or memory alarm is raised. Adapters stop
+    /// reading from publishers until it clears (and keep serving consumers).
     pub fn under_pressure(&self) -> bool {
+        if self.inner.alarms.any() {
+            return true;
+        }
         let store = &self.inner.services.store;
         // Writes waiting for the committer, or the backend's own buffers
         // waiting for it: either way, memory is growing.
@@ -317,16 +339,18 @@ impl Engine {
         self.inner.services.store.backend().disk_bytes()
     }
 
+    /// The node's disk and memory alarms, raised or not.
+    pub fn alarms(&self) -> Vec<crate::watermarks::NodeAlarm> {
+        self.inner.alarms.list()
+    }
+
     /// Bytes free (for an unprivileged writer) on the data directory's
     /// filesystem; `None` where it cannot be asked (an in-memory store).
     pub fn disk_free_bytes(&self) -> Option<u64> {
         if !matches!(self.inner.config.storage, crate::store::Storage::Disk) {
             return None;
         }
-        let st = nix::sys::statvfs::statvfs(&self.inner.config.data_dir).ok()?;
-        // The field types are the platform's (u64 here, u32 on some).
-        #[allow(clippy::useless_conversion)]
-        Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+        crate::watermarks::disk_space(&self.inner.config.data_dir).map(|(free, _)| free)
     }
 
     /// Messages waiting for their delivery time, over all tenants.
