@@ -7,12 +7,15 @@
 //! - `listeners.rs`: listen settings → addresses, bound and logged;
 //! - `doors.rs`: each door built and its listeners served through the
 //!   accept layer (`gw-listen`);
+//! - `fd_limit.rs`: the descriptor limit raised, and each door's connection
+//!   cap derived from it;
 //! - `shutdown.rs`, `logging.rs`.
 
 mod app;
 pub mod cli;
 pub mod config;
 mod doors;
+pub mod fd_limit;
 pub mod listeners;
 pub mod logging;
 pub mod shutdown;

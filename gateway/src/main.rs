@@ -20,6 +20,25 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     gateway::logging::init(config.log_format);
+    // Before the runtime and the store take descriptors of their own; the
+    // doors derive their caps from the limit in force (doors.rs).
+    match gateway::fd_limit::raise() {
+        Some(l) if l.soft > l.before => tracing::info!(
+            from = l.before,
+            to = l.soft,
+            "file descriptor limit raised from {} to {} (the hard limit)",
+            l.before,
+            l.soft
+        ),
+        Some(l) => tracing::info!(
+            limit = l.soft,
+            hard = l.hard,
+            "file descriptor limit {} (hard limit {})",
+            l.soft,
+            l.hard
+        ),
+        None => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 /// The binary (`GATEWAY_TEST_BIN` runs another build), with the environment
 /// cleared of settings that could change it.
 pub fn gateway() -> Command {
-    let bin = std::env::var_os("GATEWAY_TEST_BIN");
-    let mut c = Command::new(
-        bin.as_deref()
-            .unwrap_or(env!("CARGO_BIN_EXE_gateway").as_ref()),
-    );
+    clean(Command::new(binary()))
+}
+
+/// The binary's path (`GATEWAY_TEST_BIN` runs another build).
+pub fn binary() -> std::ffi::OsString {
+    std::env::var_os("GATEWAY_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_gateway").into())
+}
+
+/// `c` without the environment settings that could change the gateway.
+pub fn clean(mut c: Command) -> Command {
     c.env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
         if k.starts_with("GATEWAY_") {
@@ -33,6 +38,8 @@ pub struct Process {
     pub amqp: SocketAddr,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// Every line logged so far (also sent to `logs`).
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Process {
@@ -43,7 +50,13 @@ impl Process {
 
     /// [`Process::start`] with more flags.
     pub fn start_with(data: &std::path::Path, flags: &[&str]) -> Process {
-        let mut child = gateway()
+        Process::start_command(gateway(), data, flags)
+    }
+
+    /// [`Process::start_with`] through `command` (the binary, or a wrapper
+    /// such as `prlimit` that runs it).
+    pub fn start_command(mut command: Command, data: &std::path::Path, flags: &[&str]) -> Process {
+        let mut child = command
             .args(["--data-dir", data.to_str().unwrap()])
             .args(flags)
             .args([
@@ -60,8 +73,11 @@ impl Process {
             .unwrap();
         let (tx, logs) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&seen);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -78,7 +94,17 @@ impl Process {
             amqp,
             mqtt,
             http,
+            seen,
         }
+    }
+
+    /// The lines logged so far that contain `needle`.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// SIGKILL: no shutdown work of any kind.

@@ -19,6 +19,14 @@ pub trait Acceptor: Send + 'static {
 
     /// The next connection, ready for a door.
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// After `accept` failed for want of a descriptor: takes one waiting
+    /// connection with the spare descriptor (`spare.rs`) and closes it at
+    /// once. False when none was waiting or there is no spare (then the
+    /// loop backs off). A stand-in without a backlog sheds nothing.
+    fn shed(&self) -> bool {
+        false
+    }
 }
 
 impl Acceptor for TcpListener {
@@ -33,12 +41,33 @@ impl Acceptor for TcpListener {
         }
         Ok((stream, peer))
     }
+
+    fn shed(&self) -> bool {
+        use futures::FutureExt;
+        // The accept that just failed left the listener marked readable, so
+        // this polls `accept(2)` once: a connection, or WouldBlock (pending).
+        crate::spare::released(|| match TcpListener::accept(self).now_or_never() {
+            Some(Ok((stream, peer))) => {
+                tracing::debug!(%peer, "no descriptor to serve it; closed at once");
+                drop(stream);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false)
+    }
 }
+
+/// Connections shed in one go before the loop accepts again (the freed
+/// descriptors may let it serve the next one).
+const SHED_BATCH: usize = 64;
 
 /// Accepts connections until `shutdown` is cancelled and runs each in a task
 /// on `tracker` (so the gateway can wait for them to drain): served, refused
 /// or closed as [`admit`] decides against `permits`. Accept errors back off
-/// (see `backoff.rs`); connections already open are not touched when it stops.
+/// (see `backoff.rs`), except that while descriptors are out the waiting
+/// connections are closed at once (see [`Acceptor::shed`]) rather than left
+/// in the backlog; connections already open are not touched when it stops.
 pub async fn serve_listener<A: Acceptor, D: Door>(
     listener: A,
     door: D,
@@ -46,7 +75,9 @@ pub async fn serve_listener<A: Acceptor, D: Door>(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    crate::spare::reserve();
     let mut backoff = Backoff::new();
+    let mut shed_total = 0u64;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -58,19 +89,30 @@ pub async fn serve_listener<A: Acceptor, D: Door>(
                 admit(&door, &permits, stream, peer).spawn_on(&tracker);
             }
             Err(e) => {
+                let mut shed = 0;
+                if out_of_descriptors(&e) {
+                    while shed < SHED_BATCH && listener.shed() {
+                        shed += 1;
+                    }
+                }
+                shed_total += shed as u64;
                 let failure = backoff.failed(&e, Instant::now());
                 match failure.warn {
                     Some(failures) => tracing::warn!(
                         door = D::NAME,
                         cause = %e,
                         failures,
-                        "{} accept failed ({failures} times since the last warning): {e}; pausing accepts for up to {}s",
+                        closed_unserved = shed_total,
+                        "{} accept failed ({failures} times since the last warning): {e}; {} waiting connections closed unserved, pausing accepts for up to {}s when none is waiting",
                         D::NAME,
+                        std::mem::take(&mut shed_total),
                         MAX_PAUSE.as_secs()
                     ),
-                    None => tracing::debug!(door = D::NAME, cause = %e, "accept failed"),
+                    None => tracing::debug!(door = D::NAME, cause = %e, shed, "accept failed"),
                 }
-                if !failure.pause.is_zero() {
+                // Shedding made progress (and cleared the backlog it could):
+                // accept again at once, no spinning on an error that frees nothing.
+                if shed == 0 && !failure.pause.is_zero() {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(failure.pause) => {}
@@ -80,6 +122,19 @@ pub async fn serve_listener<A: Acceptor, D: Door>(
         }
     }
     tracing::debug!(door = D::NAME, "stopped accepting");
+}
+
+/// `EMFILE` (this process) or `ENFILE` (the whole system).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(23 | 24))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //!   picks serve or refuse for one stream;
 //! - `accept.rs`: [`serve_listener`], the accept loop (`TCP_NODELAY`, one
 //!   task per connection on the gateway's `TaskTracker`, stop on shutdown);
-//! - `backoff.rs`: what an accept error costs (sleep, one rate-limited warning).
+//! - `backoff.rs`: what an accept error costs (sleep, one rate-limited warning);
+//! - `spare.rs`: the descriptor kept in reserve so that, while the process
+//!   has none, waiting connections are closed at once, not left hanging.
 //!
 //! Why a crate of its own rather than a module of `gateway`: the doors'
 //! integration tests serve a door on a listener without the gateway (which
@@ -20,6 +22,7 @@
 mod accept;
 mod backoff;
 mod permits;
+mod spare;
 
 use std::any::Any;
 use std::future::Future;

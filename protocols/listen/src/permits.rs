@@ -12,6 +12,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::Semaphore;
@@ -23,12 +25,25 @@ use crate::{Door, Stream};
 /// closed unanswered.
 pub const MAX_REFUSING: usize = 256;
 
+/// At most one "max_connections reached" warning per door this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// One door's connection limit, shared by all its listeners (and by the
 /// MQTT-over-WebSocket hand-off, which counts against the MQTT door).
 #[derive(Clone, Debug)]
 pub struct Permits {
     open: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
+    max_connections: usize,
+    turned_away: Arc<Mutex<TurnedAway>>,
+}
+
+/// Connections refused or closed since the last warning.
+#[derive(Debug, Default)]
+struct TurnedAway {
+    last_warning: Option<Instant>,
+    refused: u64,
+    closed: u64,
 }
 
 impl Permits {
@@ -43,7 +58,41 @@ impl Permits {
         Permits {
             open: Arc::new(Semaphore::new(cap(max_connections))),
             refusing: Arc::new(Semaphore::new(cap(max_refusing))),
+            max_connections,
+            turned_away: Arc::default(),
         }
+    }
+
+    /// Counts one connection turned away (`refused` in the protocol's
+    /// terms, else closed unanswered) and logs one warning per [`WARN_EVERY`]
+    /// with the counts since the last: a flood is one line, not one a connection.
+    fn turned_away(&self, door: &'static str, refused: bool) {
+        let mut t = self.turned_away.lock().unwrap_or_else(|e| e.into_inner());
+        if refused {
+            t.refused += 1;
+        } else {
+            t.closed += 1;
+        }
+        let now = Instant::now();
+        if t.last_warning
+            .is_some_and(|at| now.duration_since(at) < WARN_EVERY)
+        {
+            return;
+        }
+        t.last_warning = Some(now);
+        let (refused, closed) = (
+            std::mem::take(&mut t.refused),
+            std::mem::take(&mut t.closed),
+        );
+        drop(t);
+        tracing::warn!(
+            door,
+            max_connections = self.max_connections,
+            refused,
+            closed,
+            "{door} max_connections ({}) reached: {refused} connections refused, {closed} closed unanswered (too many refusals under way) since the last warning",
+            self.max_connections
+        );
     }
 
     /// Connections that could be served now.
@@ -116,10 +165,12 @@ pub fn admit<D: Door, S: Stream>(
     match Arc::clone(&permits.refusing).try_acquire_owned() {
         Ok(permit) => {
             tracing::debug!(door = D::NAME, %peer, "max_connections reached; refusing");
+            permits.turned_away(D::NAME, true);
             Admission::Refuse(door.refuse(stream, peer).map(move |()| drop(permit)))
         }
         Err(_) => {
             tracing::debug!(door = D::NAME, %peer, "max_connections reached and too many refusals under way; closing");
+            permits.turned_away(D::NAME, false);
             Admission::Closed
         }
     }
