@@ -310,20 +310,10 @@ fn a_second_sigterm_during_the_graceful_shutdown_exits_143() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let pid = gw.child.id().to_string();
-    let term = || {
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    term();
+    gw.send_sigterm();
     wait_for(&gw.logs, "shutting down");
     let at = Instant::now();
-    term();
+    gw.send_sigterm();
     let status = gw.child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "{status:?}");
     assert!(at.elapsed() < BOUND, "{:?}", at.elapsed());

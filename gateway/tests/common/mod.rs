@@ -115,6 +115,12 @@ impl Process {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -123,7 +129,6 @@ impl Process {
                 .unwrap()
                 .success()
         );
-        self.child.wait().unwrap()
     }
 }
 

@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 use gw_core::{EngineConfig, MemoryStore};
 use serde_json::json;
 
+/// The HTTP door over an engine on `store`.
+async fn start(store: &MemoryStore) -> common::Gw {
+    common::start_engine(
+        EngineConfig::in_memory(store),
+        gw_http::Config::default(),
+        None,
+    )
+    .await
+}
+
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
@@ -20,12 +30,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restart() {
     let store = MemoryStore::new();
-    let gw = common::start_engine(
-        EngineConfig::in_memory(&store),
-        gw_http::Config::default(),
-        None,
-    )
-    .await;
+    let gw = start(&store).await;
     let api = gw.api.clone();
     let anon = api.anonymous();
     let id = api.create_queue("%2F", json!({"name": "full"})).await;
@@ -88,12 +93,7 @@ async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_cannot_be_stored_is_refused_and_leaves_nothing_behind() {
     let store = MemoryStore::new();
-    let gw = common::start_engine(
-        EngineConfig::in_memory(&store),
-        gw_http::Config::default(),
-        None,
-    )
-    .await;
+    let gw = start(&store).await;
     let api = gw.api.clone();
     let id = api.create_queue("%2F", json!({"name": "kept"})).await;
 
@@ -141,12 +141,7 @@ async fn a_create_that_cannot_be_stored_is_refused_and_leaves_nothing_behind() {
     gw.stop().await;
 
     // And the store agrees with what was answered.
-    let gw = common::start_engine(
-        EngineConfig::in_memory(&store),
-        gw_http::Config::default(),
-        None,
-    )
-    .await;
+    let gw = start(&store).await;
     let r = gw.api.get("/v1.0/%2F/queues").await;
     let mut got = names(&r);
     got.sort();
