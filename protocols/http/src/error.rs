@@ -80,6 +80,8 @@ pub mod code {
     pub const SHUTTING_DOWN: &str = "10240503";
     /// The store cannot write now (disk full, no file descriptors); retry later.
     pub const STORE_NOT_WRITABLE: &str = "10240507";
+    /// A disk or memory alarm of the node holds publishers back; retry later.
+    pub const RESOURCE_ALARM: &str = "10240509";
 }
 
 /// An error answer: status, code and message.

@@ -23,11 +23,21 @@ pub struct Health {
     /// Why the store cannot write, while it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// The node alarms raised now (`disk`, `memory`): publishers are blocked
+    /// until they clear.
+    #[serde(default)]
+    pub alarms: Vec<String>,
 }
 
 impl Health {
-    fn of(status: &str, store: gw_core::StoreHealth) -> Health {
+    fn of(status: &str, store: gw_core::StoreHealth, engine: &gw_core::Engine) -> Health {
         Health {
+            alarms: engine
+                .alarms()
+                .into_iter()
+                .filter(|a| a.active)
+                .map(|a| a.kind.name().to_owned())
+                .collect(),
             status: status.to_owned(),
             store: if store.writable {
                 "writable"
@@ -46,14 +56,19 @@ impl Health {
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health::of("ok", state.engine().store_health()))
+    Json(Health::of(
+        "ok",
+        state.engine().store_health(),
+        state.engine(),
+    ))
 }
 
-/// Readiness: not shutting down, the store is open and takes writes.
+/// Readiness: not shutting down, the store is open and takes writes, and no
+/// disk or memory alarm holds publishers back.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Shutting down, or the store is closed or cannot write", body = ErrorBody),
+        (status = 503, description = "Shutting down, the store is closed or cannot write (10240507), or a disk or memory alarm is raised (10240509)", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.shutdown().is_cancelled() || state.engine().is_closed() {
@@ -74,5 +89,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             ),
         ));
     }
-    Ok(Json(Health::of("ready", store)))
+    if let Some(alarm) = crate::pressure::raised_alarm(state.engine()) {
+        return Err(ApiError {
+            msg: format!("not ready: {}", alarm.msg),
+            ..alarm
+        });
+    }
+    Ok(Json(Health::of("ready", store, state.engine())))
 }

@@ -29,6 +29,7 @@ mod health;
 mod manage;
 mod metrics;
 mod openapi;
+mod pressure;
 mod server;
 mod state;
 mod ws;

@@ -203,7 +203,7 @@ fn build(
         (status = 404, description = "No such tenant or queue", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
-        (status = 503, description = "Shutting down", body = ErrorBody),
+        (status = 503, description = "Shutting down, or a disk or memory alarm holds publishers back (error 10240509); nothing was stored (retry after Retry-After)", body = ErrorBody),
         (status = 507, description = "The store cannot write now; nothing was stored (retry after Retry-After)", body = ErrorBody),
     )
 )]
@@ -247,6 +247,7 @@ pub async fn send_messages(
             ),
         ));
     }
+    crate::pressure::admit_publish(state.engine()).await?;
     // Published as confirmed: consumers see each message only once it is
     // stored, so a message this request reports as failed is never delivered.
     let mut results = Vec::with_capacity(n);

@@ -69,8 +69,26 @@ pub struct Overview {
     pub rates: MessageRates,
     /// Bytes the data directory takes.
     pub disk_bytes: u64,
-    /// Writes pile up faster than the disk takes them.
+    /// Publishers are held back: writes pile up faster than the disk takes
+    /// them, or a node alarm is raised.
     pub under_pressure: bool,
+    /// The node's disk and memory alarms, raised or not.
+    pub alarms: Vec<NodeAlarmView>,
+}
+
+/// A node alarm (RabbitMQ's resource alarms).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeAlarmView {
+    /// `disk` or `memory`.
+    pub kind: String,
+    /// Raised now (publishers are blocked).
+    pub active: bool,
+    /// When it was last raised (Unix ms; 0: never).
+    pub since: u64,
+    /// The last reading: free bytes (disk) or resident bytes (memory).
+    pub value: u64,
+    /// The mark in bytes (0 when off).
+    pub threshold: u64,
 }
 
 /// Totals and rates.
@@ -121,5 +139,16 @@ pub async fn overview(State(state): State<AppState>, query: Query) -> ApiResult<
         rates: r,
         disk_bytes: engine.disk_bytes(),
         under_pressure: engine.under_pressure(),
+        alarms: engine
+            .alarms()
+            .into_iter()
+            .map(|a| NodeAlarmView {
+                kind: a.kind.name().to_owned(),
+                active: a.active,
+                since: a.since,
+                value: a.value,
+                threshold: a.threshold,
+            })
+            .collect(),
     }))
 }

@@ -53,6 +53,7 @@ pub struct PublishAnswer {
         (status = 200, description = "Published", body = PublishAnswer),
         (status = 400, description = "Bad payload or properties", body = ErrorBody),
         (status = 404, description = "No such tenant or exchange", body = ErrorBody),
+        (status = 503, description = "A disk or memory alarm holds publishers back (error 10240509); nothing was published", body = ErrorBody),
     ))]
 pub async fn publish(
     State(state): State<AppState>,
@@ -118,6 +119,7 @@ pub async fn publish(
     m.apply_extension_headers(gw_core::now_millis());
     // Confirmed: visible to consumers only once stored (an answer that the
     // store failed must not leave a deliverable message behind).
+    crate::pressure::admit_publish(state.engine()).await?;
     let receipt = t.publish_confirmed(m)?;
     if let Some(ticket) = receipt.ticket {
         state.engine().wait_durable(ticket).await?;
