@@ -191,9 +191,30 @@ impl State {
 pub(crate) struct Alarms {
     disk: State,
     memory: State,
+    /// The marks the sampler applies; an operator may change them while the
+    /// node runs (as `rabbitmqctl set_disk_free_limit` and
+    /// `set_vm_memory_high_watermark` do).
+    marks: parking_lot::Mutex<Watermarks>,
 }
 
 impl Alarms {
+    pub fn new(marks: Watermarks) -> Alarms {
+        Alarms {
+            marks: parking_lot::Mutex::new(marks),
+            ..Alarms::default()
+        }
+    }
+
+    /// The marks in force.
+    pub fn marks(&self) -> Watermarks {
+        *self.marks.lock()
+    }
+
+    /// New marks, applied from the next reading (within a second).
+    pub fn set_marks(&self, marks: Watermarks) {
+        *self.marks.lock() = marks;
+    }
+
     /// True while either alarm is raised.
     pub fn any(&self) -> bool {
         self.disk.active.load(Ordering::Acquire) || self.memory.active.load(Ordering::Acquire)
@@ -213,23 +234,24 @@ impl Alarms {
                 Some(w) => w.bytes(size),
                 None => Some((1u64 << 30).min(size / 20)),
             };
-            if let Some(min) = min {
-                let clear_at = min.saturating_add(min / 20);
-                if self.disk.set(free < min, free >= clear_at, free, min) {
-                    log_change(
-                        AlarmKind::Disk,
-                        self.disk.active.load(Ordering::Relaxed),
-                        free,
-                        min,
-                    );
-                }
+            // Off: never raised (and cleared if it was).
+            let min = min.unwrap_or(0);
+            let clear_at = min.saturating_add(min / 20);
+            if self.disk.set(free < min, free >= clear_at, free, min) {
+                log_change(
+                    AlarmKind::Disk,
+                    self.disk.active.load(Ordering::Relaxed),
+                    free,
+                    min,
+                );
             }
         }
-        if let Some((rss, total)) = memory
-            && let Some(high) = marks.memory_high.bytes(total)
-        {
-            let clear_at = high - high / 20;
-            if self.memory.set(rss > high, rss <= clear_at, rss, high) {
+        if let Some((rss, total)) = memory {
+            let (over, clear, high) = match marks.memory_high.bytes(total) {
+                Some(high) => (rss > high, rss <= high - high / 20, high),
+                None => (false, true, 0),
+            };
+            if self.memory.set(over, clear, rss, high) {
                 log_change(
                     AlarmKind::Memory,
                     self.memory.active.load(Ordering::Relaxed),
@@ -265,14 +287,13 @@ fn log_change(kind: AlarmKind, active: bool, value: u64, threshold: u64) {
 /// says so. `disk_dir`: the data directory (none for an in-memory store).
 pub(crate) fn start_sampler(
     alarms: Arc<Alarms>,
-    marks: Watermarks,
     disk_dir: Option<PathBuf>,
     stopped: impl Fn() -> bool + Send + 'static,
 ) {
     let run = move || {
         while !stopped() {
             let disk = disk_dir.as_deref().and_then(disk_space);
-            alarms.sample(&marks, disk, memory_use());
+            alarms.sample(&alarms.marks(), disk, memory_use());
             std::thread::sleep(SAMPLE_EVERY);
         }
     };
@@ -386,5 +407,23 @@ mod tests {
         b.sample(&marks, Some((2 << 30, 1 << 40)), None);
         assert!(!b.any(), "2 GiB free of 1 TiB is over 1 GiB");
         assert_eq!(b.list()[0].threshold, 1 << 30);
+    }
+
+    #[test]
+    fn a_mark_turned_off_while_its_alarm_is_raised_clears_it() {
+        let tight = Watermarks {
+            disk_free_min: Some(Watermark::Bytes(1000)),
+            memory_high: Watermark::Bytes(100),
+        };
+        let a = Alarms::new(tight);
+        a.sample(&a.marks(), Some((10, 10_000)), Some((500, 1000)));
+        assert!(a.list().iter().all(|x| x.active));
+        a.set_marks(Watermarks {
+            disk_free_min: Some(Watermark::Off),
+            memory_high: Watermark::Off,
+        });
+        a.sample(&a.marks(), Some((10, 10_000)), Some((500, 1000)));
+        assert!(!a.any(), "{:?}", a.list());
+        assert!(a.list().iter().all(|x| x.threshold == 0));
     }
 }

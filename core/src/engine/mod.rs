@@ -155,6 +155,7 @@ impl Engine {
             Arc::new(Timers::default()),
             config.queue_memory_bytes,
         ));
+        let watermarks = config.watermarks;
         let inner = Arc::new_cyclic(|me| EngineInner {
             services: Arc::clone(&services),
             config,
@@ -170,7 +171,7 @@ impl Engine {
             timer_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
             connections: Arc::new(Connections::default()),
-            alarms: Arc::default(),
+            alarms: Arc::new(crate::watermarks::Alarms::new(watermarks)),
             lost_entries: Mutex::new(Vec::new()),
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
@@ -198,15 +199,10 @@ impl Engine {
         let disk_dir =
             matches!(inner.config.storage, Storage::Disk).then(|| inner.config.data_dir.clone());
         let me = inner.me.clone();
-        crate::watermarks::start_sampler(
-            Arc::clone(&inner.alarms),
-            inner.config.watermarks,
-            disk_dir,
-            move || {
-                me.upgrade()
-                    .is_none_or(|e| e.closed.load(Ordering::Acquire))
-            },
-        );
+        crate::watermarks::start_sampler(Arc::clone(&inner.alarms), disk_dir, move || {
+            me.upgrade()
+                .is_none_or(|e| e.closed.load(Ordering::Acquire))
+        });
         Ok(Engine { inner })
     }
 
@@ -342,6 +338,18 @@ impl Engine {
     /// The node's disk and memory alarms, raised or not.
     pub fn alarms(&self) -> Vec<crate::watermarks::NodeAlarm> {
         self.inner.alarms.list()
+    }
+
+    /// The disk and memory marks in force.
+    pub fn watermarks(&self) -> crate::watermarks::Watermarks {
+        self.inner.alarms.marks()
+    }
+
+    /// Changes the disk and memory marks while the node runs; alarms follow
+    /// from the next reading (within a second).
+    pub fn set_watermarks(&self, marks: crate::watermarks::Watermarks) {
+        tracing::info!(?marks, "resource watermarks changed");
+        self.inner.alarms.set_marks(marks);
     }
 
     /// Bytes free (for an unprivileged writer) on the data directory's

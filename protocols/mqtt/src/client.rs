@@ -218,6 +218,10 @@ pub struct Client {
     pub publish_allowed: Option<bool>,
     /// Some subscription has No Local: mark our publishes with our client id.
     pub has_no_local: bool,
+    /// The client has sent a PUBLISH: under pressure its socket is not read
+    /// (RabbitMQ blocks publishing connections only; a subscriber's PUBACKs
+    /// and pings keep flowing, so consumers keep draining).
+    pub publishes: bool,
 
     /// The will, published when the connection ends uncleanly (boxed: a
     /// message is large and most clients have no will).

@@ -65,8 +65,21 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let now = *self.pressure.borrow_and_update();
         self.ctx.blocked = now;
         if now && !self.sent_blocked && self.session.caps.connection_blocked {
+            // RabbitMQ's two reasons; a store that is only behind the
+            // publishers is the disk not keeping up.
+            let memory = self
+                .server
+                .engine
+                .alarms()
+                .iter()
+                .any(|a| a.active && a.kind == gw_core::AlarmKind::Memory);
+            let reason = if memory {
+                "low on memory"
+            } else {
+                "low on disk"
+            };
             let blocked = connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: "low on disk".into(),
+                reason: reason.into(),
             });
             self.session.send(0, &AMQPClass::Connection(blocked));
             self.sent_blocked = true;

@@ -83,7 +83,9 @@ where
             if let Err(e) = client.pump() {
                 return End::Error(e);
             }
-            let paused = client.engine.under_pressure();
+            // Only publishers wait (what they send is what grows); one that
+            // starts publishing under pressure is paused after that packet.
+            let paused = client.publishes && client.engine.under_pressure();
             let reading = !paused
                 && client.out.len() < OUT_HIGH_WATER
                 && client.replies_waiting() < MAX_WAITING_REPLIES;

@@ -332,6 +332,7 @@ async fn start(c: Checked, hs: &mut Handshake) -> Result<Box<Client>, Refused> {
         outgoing_pubrel: Default::default(),
         publish_allowed: None,
         has_no_local: false,
+        publishes: false,
         will: None,
         keep_alive,
         shutdown: hs.shutdown.clone(),

@@ -93,6 +93,7 @@ impl Client {
         pid: u16,
         message: Result<Message, PropertiesError>,
     ) -> Result<(), MqttError> {
+        self.publishes = true;
         let v5 = self.version == ProtocolVersion::V5;
         if qos > 0 && v5 && self.inbound_in_flight() >= usize::from(self.config.receive_maximum) {
             return Err(MqttError::ReceiveMaximumExceeded(
