@@ -305,6 +305,12 @@ impl Engine {
         self.inner.services.store.wait(ticket).await
     }
 
+    /// True once `ticket` is decided (stored, or its batch failed): a cheap
+    /// look for callers that only need to know whether to wait.
+    pub fn is_decided(&self, ticket: Ticket) -> bool {
+        ticket <= self.inner.services.store.decided_ticket()
+    }
+
     /// A ticket covering every change made so far (declarations, group
     /// creation and rewinds included): wait for it before answering a client
     /// that expects the change to survive a crash.

@@ -47,6 +47,12 @@ impl MemoryStore {
         self.data.lock().failing = failing;
     }
 
+    /// Makes writes wait (as a disk that does not keep up) until called with
+    /// `false`; for tests of flow control.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.data.lock().stalled = stalled;
+    }
+
     /// A backend over this storage for one engine run (a new epoch).
     pub(crate) fn open(&self) -> Arc<MemoryBackend> {
         let epoch = {
@@ -99,6 +105,8 @@ struct Data {
     registered: HashMap<u64, ()>,
     /// Writes and recovery fail while set (see `MemoryStore::set_failing`).
     failing: bool,
+    /// Writes wait while set (see `MemoryStore::set_stalled`).
+    stalled: bool,
 }
 
 fn no_space() -> StoreError {
@@ -264,6 +272,9 @@ impl Data {
 
 impl Backend for MemoryBackend {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        while self.data.lock().stalled {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let mut d = self.data.lock();
         if d.failing {
             // As a full disk does: part of the batch may have made it, after

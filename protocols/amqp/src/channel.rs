@@ -37,6 +37,8 @@ pub struct Ctx {
     pub publish_while_blocked: bool,
     /// `prefetch-size` of the `basic.qos` being handled (amq-protocol drops it).
     pub qos_prefetch_size: u32,
+    /// Published bytes the store has not written yet (flow control).
+    pub window: crate::window::Window,
 }
 
 /// A running consumer, as its channel knows it.

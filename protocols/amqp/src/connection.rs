@@ -229,6 +229,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 blocked: false,
                 publish_while_blocked: false,
                 qos_prefetch_size: 0,
+                window: Default::default(),
             },
             server,
             session,
@@ -260,9 +261,21 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 return;
             }
             self.flush_deferred();
-            let paused = self.ctx.publish_while_blocked;
+            let engine = &self.server.engine;
+            let window_full = self.ctx.window.wait_for(|t| engine.is_decided(t));
+            let paused = self.ctx.publish_while_blocked || window_full.is_some();
             let reading = !paused && self.session.outbox.len() < READ_PAUSE;
             let outbox = Arc::clone(&self.session.outbox);
+            let written = {
+                let engine = engine.clone();
+                async move {
+                    match window_full {
+                        // Written or failed: either way it left memory.
+                        Some(t) => drop(engine.wait_durable(t).await),
+                        None => std::future::pending().await,
+                    }
+                }
+            };
             tokio::select! {
                 biased;
                 () = self.server.shutdown.cancelled() => {
@@ -276,6 +289,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 () = self.tokens.dead.cancelled() => return,
                 Some(ev) = self.events.recv() => self.event(ev),
                 Ok(()) = self.pressure.changed() => self.pressure_changed(),
+                () = written, if window_full.is_some() => self.ctx.window.emptied(),
                 _ = tick(&mut heartbeat_check) => {
                     let limit = Duration::from_secs(2 * u64::from(self.heartbeat));
                     if !paused && self.last_recv.elapsed() >= limit {

@@ -43,6 +43,7 @@ mod methods;
 mod outbox;
 mod session;
 mod tags;
+mod window;
 
 use std::future::Future;
 use std::net::SocketAddr;

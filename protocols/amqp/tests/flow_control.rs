@@ -161,3 +161,100 @@ async fn connections_beyond_the_limit_are_refused() {
     let _d = Raw::open(gw.addr, &Login::default()).await;
     gw.stop().await;
 }
+
+/// A publisher (without confirms) facing a disk that does not keep up is
+/// paused once 16 MiB it published wait unwritten, and resumes as the store
+/// catches up: its memory stays bounded although nothing else holds it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_is_paused_while_its_window_of_unwritten_bytes_is_full() {
+    use amq_protocol::protocol::BasicProperties;
+    use gw_amqp::codec::{decode, encode_content, encode_method};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let store = gw_core::MemoryStore::new();
+    let engine = gw_core::Engine::open(gw_core::EngineConfig::in_memory(&store)).unwrap();
+    let gw = Gateway::start_engine(engine, std::path::Path::new("."), Config::default()).await;
+    let tenant = gw.engine.tenant("/").unwrap();
+    let (queue, _) = tenant
+        .declare_queue(
+            "q",
+            QueueSpec {
+                durable: true,
+                default_group: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut raw = Raw::open(gw.addr, &Login::default()).await;
+    raw.open_channel(1).await;
+    store.set_stalled(true);
+
+    // 200 persistent publishes of 256 KiB (50 MiB), then a basic.qos.
+    const N: usize = 200;
+    let body = vec![7u8; 256 << 10];
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let mut frames = bytes::BytesMut::new();
+    for _ in 0..N {
+        let p = basic::Publish {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            mandatory: false,
+            immediate: false,
+        };
+        encode_method(
+            &mut frames,
+            1,
+            &AMQPClass::Basic(basic::AMQPMethod::Publish(p)),
+        )
+        .unwrap();
+        encode_content(&mut frames, 1, 60, &persistent, &body, 131_072).unwrap();
+    }
+    encode_method(&mut frames, 1, &qos()).unwrap();
+    let (mut read, mut write) = raw.sock.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(&frames).await.unwrap();
+        write
+    });
+
+    // The count stops growing well short of everything sent.
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = queue.message_count() as usize;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    eprintln!("window full: {last} of {N} publishes of 256 KiB taken");
+    assert!(
+        (64..N / 2).contains(&last),
+        "{last} of {N} publishes taken with the window full"
+    );
+    let mut buf = raw.buf;
+    let answered = tokio::time::timeout(Duration::from_millis(300), read.read_buf(&mut buf)).await;
+    assert!(answered.is_err(), "answered while paused: {answered:?}");
+
+    // The disk catches up: everything is taken and the qos answered.
+    store.set_stalled(false);
+    let qos_ok = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(f) = decode(&mut buf, 0).unwrap() {
+                return f;
+            }
+            assert!(read.read_buf(&mut buf).await.unwrap() > 0, "closed");
+        }
+    })
+    .await
+    .expect("qos-ok once the store caught up");
+    assert!(
+        matches!(
+            qos_ok,
+            Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
+        ),
+        "{qos_ok:?}"
+    );
+    assert_eq!(queue.message_count() as usize, N);
+    drop(writer.await.unwrap());
+    gw.stop().await;
+}

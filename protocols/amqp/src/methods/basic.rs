@@ -429,6 +429,7 @@ pub fn route(ch: &mut Channel, ctx: &mut Ctx, p: Publish) -> AmqpResult<Option<T
     });
     let s = &ctx.session;
     let mut ticket = None;
+    let size = message.body.len();
     // On a confirm channel the message is visible to consumers only once
     // stored: one that is nacked because the store failed is never delivered.
     let published = if seq.is_some() {
@@ -444,6 +445,9 @@ pub fn route(ch: &mut Channel, ctx: &mut Ctx, p: Publish) -> AmqpResult<Option<T
                 send_return(ch, ctx, &exchange, &routing_key, &properties, &body);
             }
             ticket = receipt.ticket;
+            if let Some(t) = receipt.ticket {
+                ctx.window.published(size, t);
+            }
             if receipt.rejected > 0 {
                 Outcome::Nack
             } else if let Some(t) = receipt.ticket {
