@@ -23,6 +23,14 @@ use crate::error::{Error, Result};
 
 /// How long a failed password is answered from memory.
 const FAILED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a login check stands before Argon2.
+enum LoginStep {
+    /// The password is the one that passed last time.
+    Known(Arc<UserRecord>),
+    /// Argon2 must say.
+    Verify(Arc<UserRecord>, [u8; 32]),
+}
 /// Users whose last failed password is remembered.
 const FAILED_MAX: usize = 10_000;
 
@@ -266,12 +274,43 @@ impl Users {
     }
 
     /// Checks a login. Wrong user and wrong password give the same error.
+    /// Blocks while Argon2 runs (on the check threads): call it where
+    /// blocking is allowed, or use [`Users::authenticate_async`].
     pub fn authenticate(
         &self,
         name: &str,
         password: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Principal> {
+        match self.login_start(name, password, peer)? {
+            LoginStep::Known(rec) => self.compiled(&rec),
+            LoginStep::Verify(rec, digest) => {
+                let ok = crate::password_check::verify(password, &rec.password_hash);
+                self.login_finish(&rec, digest, ok)
+            }
+        }
+    }
+
+    /// [`Users::authenticate`] for async callers: it waits for the check
+    /// threads without holding a runtime worker.
+    pub async fn authenticate_async(
+        &self,
+        name: &str,
+        password: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
+        match self.login_start(name, password, peer)? {
+            LoginStep::Known(rec) => self.compiled(&rec),
+            LoginStep::Verify(rec, digest) => {
+                let ok = crate::password_check::verify_async(password, &rec.password_hash).await;
+                self.login_finish(&rec, digest, ok)
+            }
+        }
+    }
+
+    /// Everything of a login check but Argon2: the user, the loopback rule,
+    /// and the memories of a password that just passed or just failed.
+    fn login_start(&self, name: &str, password: &[u8], peer: Option<IpAddr>) -> Result<LoginStep> {
         let fail = || Error::AuthenticationFailed(name.to_owned());
         let rec = self.get(name).ok_or_else(fail)?;
         if rec.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
@@ -280,29 +319,38 @@ impl Users {
             )));
         }
         let digest: [u8; 32] = Sha256::digest(password).into();
-        let known = self.verified.read().get(name).is_some_and(|d| *d == digest);
-        if !known {
-            // A password that just failed fails again without another Argon2:
-            // a client retrying a wrong password costs a hash, not 19 MiB.
-            let failed_recently = self
-                .failed
-                .read()
-                .get(name)
-                .is_some_and(|(d, at)| *d == digest && at.elapsed() < FAILED_TTL);
-            if failed_recently || !crate::password_check::verify(password, &rec.password_hash) {
-                let mut failed = self.failed.write();
-                if failed.len() >= FAILED_MAX && !failed.contains_key(name) {
-                    failed.retain(|_, (_, at)| at.elapsed() < FAILED_TTL);
-                }
-                if failed.len() < FAILED_MAX {
-                    failed.insert(name.to_owned(), (digest, std::time::Instant::now()));
-                }
-                return Err(fail());
-            }
-            self.failed.write().remove(name);
-            self.verified.write().insert(name.to_owned(), digest);
+        if self.verified.read().get(name).is_some_and(|d| *d == digest) {
+            return Ok(LoginStep::Known(rec));
         }
-        self.compiled(&rec)
+        // A password that just failed fails again without another Argon2:
+        // a client retrying a wrong password costs a hash, not 19 MiB.
+        let failed_recently = self
+            .failed
+            .read()
+            .get(name)
+            .is_some_and(|(d, at)| *d == digest && at.elapsed() < FAILED_TTL);
+        if failed_recently {
+            return Err(fail());
+        }
+        Ok(LoginStep::Verify(rec, digest))
+    }
+
+    /// Remembers what Argon2 said about a password.
+    fn login_finish(&self, rec: &UserRecord, digest: [u8; 32], ok: bool) -> Result<Principal> {
+        let name = rec.name.as_str();
+        if !ok {
+            let mut failed = self.failed.write();
+            if failed.len() >= FAILED_MAX && !failed.contains_key(name) {
+                failed.retain(|_, (_, at)| at.elapsed() < FAILED_TTL);
+            }
+            if failed.len() < FAILED_MAX {
+                failed.insert(name.to_owned(), (digest, std::time::Instant::now()));
+            }
+            return Err(Error::AuthenticationFailed(name.to_owned()));
+        }
+        self.failed.write().remove(name);
+        self.verified.write().insert(name.to_owned(), digest);
+        self.compiled(rec)
     }
 
     fn compiled(&self, rec: &UserRecord) -> Result<Principal> {

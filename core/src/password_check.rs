@@ -10,7 +10,7 @@
 //! the allocator is not asked for 19 MiB per check at all (it kept a fresh
 //! 19 MiB on every failed login even with two threads).
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{Output, PasswordHash};
@@ -25,7 +25,13 @@ const QUEUED: usize = 1024;
 struct Job {
     password: Vec<u8>,
     hash: String,
-    answer: SyncSender<bool>,
+    answer: Answer,
+}
+
+/// Where a check's result goes: a blocked thread or an async task.
+enum Answer {
+    Blocking(SyncSender<bool>),
+    Async(tokio::sync::oneshot::Sender<bool>),
 }
 
 static CHECKER: LazyLock<Option<SyncSender<Job>>> = LazyLock::new(|| {
@@ -53,7 +59,10 @@ fn run(jobs: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let ok = verify_with(&job.password, &job.hash, &mut memory);
-        let _ = job.answer.send(ok);
+        match job.answer {
+            Answer::Blocking(tx) => drop(tx.send(ok)),
+            Answer::Async(tx) => drop(tx.send(ok)),
+        }
     }
 }
 
@@ -109,12 +118,35 @@ pub(crate) fn verify(password: &[u8], hash: &str) -> bool {
     let job = Job {
         password: password.to_vec(),
         hash: hash.to_owned(),
-        answer,
+        answer: Answer::Blocking(answer),
     };
     if checker.send(job).is_err() {
         return verify_here(password, hash);
     }
     wait.recv().unwrap_or(false)
+}
+
+/// [`verify`] for async callers: the task waits, no thread does. When
+/// [`QUEUED`] checks already wait (a flood of logins), the login fails at
+/// once rather than queueing without bound.
+pub(crate) async fn verify_async(password: &[u8], hash: &str) -> bool {
+    let Some(checker) = CHECKER.as_ref() else {
+        return verify_here(password, hash);
+    };
+    let (answer, wait) = tokio::sync::oneshot::channel();
+    let job = Job {
+        password: password.to_vec(),
+        hash: hash.to_owned(),
+        answer: Answer::Async(answer),
+    };
+    match checker.try_send(job) {
+        Ok(()) => wait.await.unwrap_or(false),
+        Err(TrySendError::Full(_)) => {
+            tracing::warn!("{QUEUED} password checks are waiting; refusing a login");
+            false
+        }
+        Err(TrySendError::Disconnected(_)) => verify_here(password, hash),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,20 @@ impl Engine {
         self.inner.users.authenticate(user, password, peer)
     }
 
+    /// [`Engine::authenticate`] without blocking: the password check runs on
+    /// the engine's check threads while the task waits.
+    pub async fn authenticate_async(
+        &self,
+        user: &str,
+        password: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
+        self.inner
+            .users
+            .authenticate_async(user, password, peer)
+            .await
+    }
+
     /// A user's principal without a password check (anonymous logins mapped to a user).
     pub fn principal(&self, user: &str) -> Result<Principal> {
         self.inner.users.principal(user)

@@ -95,7 +95,8 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     };
     let principal = match server
         .engine
-        .authenticate(&user, &password, Some(peer.ip()))
+        .authenticate_async(&user, &password, Some(peer.ip()))
+        .await
     {
         Ok(p) => p,
         Err(e) => {

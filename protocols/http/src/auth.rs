@@ -35,6 +35,7 @@ const CACHE_MAX: usize = 10_000;
 pub struct AuthCache {
     entries: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     verifying: Semaphore,
+    failures: Mutex<FailureLog>,
 }
 
 impl Default for AuthCache {
@@ -42,7 +43,41 @@ impl Default for AuthCache {
         AuthCache {
             entries: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(2),
+            failures: Mutex::new(FailureLog::default()),
         }
+    }
+}
+
+/// At most one "login refused" warning this often; the next one says how
+/// many were not logged (a password-guessing flood must not flood the log).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Refused HTTP logins, logged rate-limited.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl FailureLog {
+    fn refused(&mut self, user: &str, peer: Option<IpAddr>) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < FAILURE_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        tracing::warn!(
+            user,
+            %peer,
+            unlogged_since_last = self.unlogged,
+            "HTTP login refused (wrong user or password)"
+        );
+        self.last = Some(now);
+        self.unlogged = 0;
     }
 }
 
@@ -78,26 +113,20 @@ impl AuthCache {
             .acquire()
             .await
             .map_err(|_| ApiError::shutting_down())?;
-        let engine = engine.clone();
-        let (u, pw) = (user.to_owned(), password.to_owned());
-        let principal =
-            tokio::task::spawn_blocking(move || engine.authenticate(&u, pw.as_bytes(), peer))
-                .await
-                .map_err(|e| {
+        let principal = engine
+            .authenticate_async(user, password.as_bytes(), peer)
+            .await
+            .map_err(|e| match e {
+                gw_core::Error::AuthenticationFailed(_) => {
+                    self.failures.lock().refused(user, peer);
                     ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        code::INTERNAL,
-                        e.to_string(),
-                    )
-                })?
-                .map_err(|e| match e {
-                    gw_core::Error::AuthenticationFailed(_) => ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         code::BAD_CREDENTIALS,
                         format!("authentication failed for user '{user}'"),
-                    ),
-                    other => ApiError::from(other),
-                })?;
+                    )
+                }
+                other => ApiError::from(other),
+            })?;
         let mut entries = self.entries.lock();
         if entries.len() >= CACHE_MAX {
             entries.clear();
@@ -239,5 +268,20 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn refused_logins_are_logged_once_per_interval_and_counted_between() {
+        let mut log = FailureLog::default();
+        log.refused("a", None);
+        assert!(log.last.is_some());
+        assert_eq!(log.unlogged, 0);
+        for _ in 0..5 {
+            log.refused("a", None);
+        }
+        assert_eq!(log.unlogged, 5);
+        log.last = Some(Instant::now() - FAILURE_LOG_EVERY);
+        log.refused("b", None);
+        assert_eq!(log.unlogged, 0, "logged again, with the count");
     }
 }

@@ -155,7 +155,7 @@ pub async fn accept(packet: Packet, hs: &mut Handshake) -> Result<Box<Client>, P
         tracing::debug!(code = c, reason = %text, "CONNECT refused");
         refusal(version, c, problem_info.then_some(text))
     };
-    let checked = check(req, hs).map_err(refuse)?;
+    let checked = check(req, hs).await.map_err(refuse)?;
     start(checked, hs).await.map_err(refuse)
 }
 
@@ -170,7 +170,7 @@ struct Checked {
 
 /// Login, tenant, client id and will: everything refused before another
 /// connection with the same client id is disturbed.
-fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
+async fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
     if req.auth_method.is_some() {
         // No enhanced authentication methods are offered (§ 4.12).
         return Err((
@@ -178,7 +178,7 @@ fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
             "no authentication method is supported".into(),
         ));
     }
-    let (tenant_name, principal) = login(&req, hs)?;
+    let (tenant_name, principal) = login(&req, hs).await?;
     let tenant = hs
         .engine
         .tenant(&tenant_name)
@@ -225,7 +225,7 @@ fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
 
 /// The user name and password, or the anonymous user where allowed; a user
 /// name `tenant:user` selects a tenant (RabbitMQ's `vhost:user`).
-fn login(req: &Request, hs: &Handshake) -> Result<(String, Principal), Refused> {
+async fn login(req: &Request, hs: &Handshake) -> Result<(String, Principal), Refused> {
     let config = &hs.config;
     match req.username.as_deref().filter(|u| !u.is_empty()) {
         Some(name) => {
@@ -236,7 +236,8 @@ fn login(req: &Request, hs: &Handshake) -> Result<(String, Principal), Refused> 
             let password = req.password.as_deref().unwrap_or_default();
             let checked = hs
                 .engine
-                .authenticate(user, password.as_bytes(), Some(hs.peer.ip()))
+                .authenticate_async(user, password.as_bytes(), Some(hs.peer.ip()))
+                .await
                 .map_err(|e| (error::connack_v5(&e), e.to_string()))?;
             // The password was right: share the user's principal.
             let principal = hs
