@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example engine_bench [-- --json] [--backlog N] [--quick] [--data-dir DIR]
-//!     [--only backlog|transient|durable|fsync|fanout|sessions]
+//!     [--only backlog|transient|durable|fsync|fanout|compete|sessions]
 //! ```
 //!
 //! - transient: 1 publisher, 1 consumer, 256 B, publish → deliver → ack (memory only);
@@ -11,6 +11,8 @@
 //!   beside it the disk's own 4 KiB write+fsync rate (one writer), which bounds
 //!   it: a confirm needs a sync, so rate ≤ syncs/s × writes per sync;
 //! - fanout: one queue, 10 consumer groups, every group gets every message;
+//! - compete: one queue, one group, 4 competing consumers share every message
+//!   (each delivery once; prints how evenly they shared);
 //! - backlog: N messages of 1 KiB stored while nobody consumes (peak RSS and disk
 //!   sampled), then drained with acks; retention 0, so the disk shrinks again.
 
@@ -30,6 +32,7 @@ struct Args {
     transient: u64,
     durable: u64,
     fanout: u64,
+    compete: u64,
     dir: Option<std::path::PathBuf>,
     only: Option<String>,
 }
@@ -41,6 +44,7 @@ fn args() -> Args {
         transient: 3_000_000,
         durable: 400_000,
         fanout: 300_000,
+        compete: 2_000_000,
         dir: None,
         only: None,
     };
@@ -53,6 +57,7 @@ fn args() -> Args {
                 a.transient = 300_000;
                 a.durable = 50_000;
                 a.fanout = 50_000;
+                a.compete = 300_000;
             }
             "--backlog" => a.backlog = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.backlog),
             "--data-dir" => a.dir = it.next().map(Into::into),
@@ -279,6 +284,66 @@ async fn fanout(t: &Tenant, n: u64) -> f64 {
     rate
 }
 
+/// One queue, one group, 4 competing consumers (prefetch 256 each);
+/// returns deliveries/s and the smallest consumer's share of the messages.
+async fn compete(t: &Tenant, n: u64) -> (f64, f64) {
+    let (q, _) = t
+        .declare_queue("bench-compete", spec(false))
+        .expect("declare");
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            q.consume(
+                DEFAULT_GROUP,
+                ConsumerSpec {
+                    prefetch_count: 256,
+                    ..Default::default()
+                },
+            )
+            .expect("consume")
+        })
+        .collect();
+    let start = Instant::now();
+    let t2 = t.clone();
+    let publisher = std::thread::spawn(move || {
+        let proto = message("bench-compete", 256, false);
+        for _ in 0..n {
+            t2.publish(proto.clone()).expect("publish");
+        }
+    });
+    let total = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in consumers {
+        let total = Arc::clone(&total);
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0u64;
+            let mut batch = Vec::with_capacity(256);
+            let mut tags = Vec::with_capacity(256);
+            while total.load(Ordering::Acquire) < n {
+                batch.clear();
+                tokio::select! {
+                    r = c.take(256, &mut batch) => { r.expect("take"); }
+                    () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
+                tags.clear();
+                tags.extend(batch.iter().map(|d| d.tag));
+                c.ack_many(&tags).expect("ack");
+                got += batch.len() as u64;
+                total.fetch_add(batch.len() as u64, Ordering::AcqRel);
+            }
+            got
+        }));
+    }
+    let mut shares = Vec::new();
+    for task in tasks {
+        shares.push(task.await.expect("consumer"));
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = publisher.join();
+    let _ = t.delete_queue("bench-compete", false, false);
+    let least = shares.iter().copied().min().unwrap_or(0) as f64 / n as f64;
+    (rate, least)
+}
+
 #[derive(Default)]
 struct Backlog {
     publish_rate: f64,
@@ -437,6 +502,7 @@ struct Figures {
     durable_stats: DurableStats,
     disk: (f64, f64),
     fanout_rate: f64,
+    compete: (f64, f64),
     backlog: Backlog,
     session_bytes: f64,
 }
@@ -482,6 +548,11 @@ fn main() {
         } else {
             0.0
         };
+        let compete = if run("compete") {
+            compete(&t, a.compete).await
+        } else {
+            (0.0, 0.0)
+        };
         let session_bytes = if run("sessions") {
             idle_sessions(&t, 20_000).await
         } else {
@@ -494,6 +565,7 @@ fn main() {
             durable_stats,
             disk,
             fanout_rate,
+            compete,
             backlog: b,
             session_bytes,
         }
@@ -504,6 +576,7 @@ fn main() {
         durable_stats,
         disk,
         fanout_rate,
+        compete,
         backlog: b,
         session_bytes,
     } = results;
@@ -518,6 +591,8 @@ fn main() {
                 "disk_syncs_per_s": disk.0.round(),
                 "disk_sync_micros": disk.1.round(),
                 "fanout10_deliveries_per_s": fanout_rate.round(),
+                "compete4_deliveries_per_s": compete.0.round(),
+                "compete4_least_share": (compete.1 * 1000.0).round() / 1000.0,
                 "backlog_messages": a.backlog,
                 "backlog_publish_msgs_per_s": b.publish_rate.round(),
                 "backlog_drain_msgs_per_s": b.drain_rate.round(),
@@ -553,6 +628,14 @@ fn main() {
         println!(
             "{:<44} {:>14.0}",
             "fanout 10 groups (deliveries/s)", fanout_rate
+        );
+        println!(
+            "{:<44} {:>14.0}",
+            "compete 4 consumers, 1 group (deliveries/s)", compete.0
+        );
+        println!(
+            "{:<44} {:>14.3}",
+            "  smallest consumer's share (of 1)", compete.1
         );
         println!("{:<44} {:>14}", "backlog messages (1 KiB)", a.backlog);
         println!("{:<44} {:>14.0}", "backlog publish (msg/s)", b.publish_rate);

@@ -2,11 +2,12 @@
 //! when messages become available (consumers, and long-polling pulls).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::{Effects, Group};
+use crate::queue::log::Log;
 
 /// A consumer's place in its group.
 pub(crate) struct ConsumerSlot {
@@ -28,6 +29,22 @@ pub(crate) struct ConsumerSlot {
     registered: bool,
     /// Stopped by its prefetch window; woken when an ack frees room.
     credit_blocked: bool,
+    /// When it was woken, until it is back to take (see [`Group::turn`]).
+    woken_at: Option<Instant>,
+    /// Took its share while peers were coming: it yields until one of them
+    /// has taken (or none is coming any more).
+    yielding: bool,
+}
+
+/// How long a woken consumer counts as coming (see [`Group::turn`]).
+const YIELD_WAIT: Duration = Duration::from_millis(20);
+
+/// What a consumer may do at a take (see [`Group::turn`]).
+pub(crate) enum Turn {
+    /// Take up to this many.
+    Take(usize),
+    /// It took its share; the peers coming for the rest go first.
+    Yield,
 }
 
 impl ConsumerSlot {
@@ -53,6 +70,8 @@ impl ConsumerSlot {
             stopped: false,
             registered: false,
             credit_blocked: false,
+            woken_at: None,
+            yielding: false,
         }
     }
 
@@ -135,6 +154,7 @@ impl Group {
             c.in_flight_bytes = c.in_flight_bytes.saturating_sub(u64::from(size));
             if c.credit_blocked {
                 c.credit_blocked = false;
+                c.woken_at = Some(Instant::now());
                 fx.wake.push(Arc::clone(&c.notify));
             }
         }
@@ -157,7 +177,10 @@ impl Group {
             }
             if w.consumer != 0 {
                 match self.consumer_mut(w.consumer) {
-                    Some(c) => c.registered = false,
+                    Some(c) => {
+                        c.registered = false;
+                        c.woken_at = Some(Instant::now());
+                    }
                     None => continue,
                 }
             }
@@ -171,9 +194,92 @@ impl Group {
         for w in self.waiters.drain(..) {
             fx.wake.push(w.notify);
         }
+        let now = Instant::now();
         for c in &mut self.consumers {
             c.registered = false;
+            c.woken_at = Some(now);
             fx.wake.push(Arc::clone(&c.notify));
         }
     }
+
+    /// Shares what is ready among competing consumers of one priority.
+    ///
+    /// A batch made visible at once (publishes released together when their
+    /// write is stored) would otherwise all go to whichever consumer woke
+    /// first, and the doors ask again whenever they like (after a write, an
+    /// ack), so the quickest would take everything. When peers are coming
+    /// for messages (waiting, or woken in the last [`YIELD_WAIT`] and not back
+    /// yet), a consumer takes its share of what it can see; after that it
+    /// yields (waits, and the waiting peers are woken) until one of them has
+    /// taken. A peer that does not come within [`YIELD_WAIT`] no longer
+    /// counts, so a slow one holds nothing up for longer. FIFO groups are left
+    /// alone (their key locks decide who may take what).
+    pub fn turn(
+        &mut self,
+        consumer: u32,
+        max: usize,
+        (log, decided): (&Log, u64),
+        fx: &mut Effects,
+    ) -> Turn {
+        if self.fifo.is_some() {
+            return Turn::Take(max);
+        }
+        let Some(me) = self.consumer_mut(consumer) else {
+            return Turn::Take(max);
+        };
+        me.woken_at = None;
+        let (priority, yielding, notify) = (me.priority, me.yielding, Arc::clone(&me.notify));
+        let now = Instant::now();
+        let coming = |o: &ConsumerSlot| {
+            o.id != consumer
+                && o.priority == priority
+                && o.credit().0 > 0
+                && (o.registered
+                    || o.woken_at
+                        .is_some_and(|at| now.duration_since(at) < YIELD_WAIT))
+        };
+        let peers = self.consumers.iter().filter(|o| coming(o)).count();
+        if peers == 0 {
+            return Turn::Take(max);
+        }
+        if yielding {
+            for o in self.consumers.iter_mut() {
+                if o.registered && coming(o) {
+                    o.woken_at = Some(now);
+                    fx.wake.push(Arc::clone(&o.notify));
+                }
+            }
+            self.register_waiter(consumer, &notify);
+            forget_wakeup(&notify);
+            return Turn::Yield;
+        }
+        // What it can see now: entries waiting for their write are not ready.
+        let visible = self
+            .ready_count(log)
+            .saturating_sub(log.undecided_tail(decided));
+        let ready = usize::try_from(visible).unwrap_or(usize::MAX);
+        Turn::Take(max.min(ready.div_ceil(peers + 1).max(1)))
+    }
+
+    /// After a take of `taken` by `consumer`, capped by its share or not:
+    /// the others' turn to yield is over once it took something.
+    pub fn took(&mut self, consumer: u32, taken: usize, capped: bool) {
+        if taken == 0 {
+            return;
+        }
+        for c in &mut self.consumers {
+            c.yielding = c.id == consumer && capped;
+        }
+    }
+}
+
+/// Drops a wake-up stored for a consumer that is about to wait on purpose
+/// (it was woken while it was taking): else it would be back at once and
+/// take what it just yielded.
+fn forget_wakeup(notify: &Notify) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let stored = std::pin::pin!(notify.notified());
+    // Ready: the stored wake-up is used up; pending: there was none (the
+    // future is dropped, so nothing stays registered).
+    let _ = std::future::Future::poll(stored, &mut cx);
 }

@@ -34,8 +34,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::time::Instant;
 
-pub(crate) use consumers::ConsumerSlot;
 use consumers::Waiter;
+pub(crate) use consumers::{ConsumerSlot, Turn};
 pub(crate) use delivery::{DeadLetter, Effects};
 pub use delivery::{DeathReason, Delivery, DeliveryTag, MessageState};
 use fifo::FifoState;

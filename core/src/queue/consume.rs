@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Consumer, ConsumerSpec, Queue, QueueState, TagFilter};
 use crate::error::{Error, Result};
-use crate::group::{ConsumerSlot, Delivery, Effects, Group, Taker};
+use crate::group::{ConsumerSlot, Delivery, Effects, Group, Taker, Turn};
 
 impl Queue {
     /// Attaches a push consumer to a group.
@@ -135,12 +135,22 @@ impl Queue {
             g.register_waiter(consumer, &notify);
             return Ok((0, false));
         }
+        let max = max.min(credit);
+        let decided = self.store().decided_ticket();
+        let share = match g.turn(consumer, max, (log, decided), &mut fx) {
+            Turn::Take(n) => n,
+            Turn::Yield => {
+                drop(st);
+                self.finish(fx);
+                return Ok((0, false));
+            }
+        };
         let src = self.source(log);
         let taker = Taker {
             consumer,
             no_ack,
             lease,
-            max: max.min(credit),
+            max: share,
             max_bytes: credit_bytes,
         };
         let before = out.len();
@@ -149,6 +159,7 @@ impl Queue {
             c.in_flight += taken.count as u32;
             c.in_flight_bytes += taken.bytes;
         }
+        g.took(consumer, taken.count, share < max);
         if taken.count == 0 && !taken.more {
             g.register_waiter(consumer, &notify);
         }

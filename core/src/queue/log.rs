@@ -122,6 +122,25 @@ impl Log {
         seq
     }
 
+    /// How many of the newest entries consumers cannot see yet because a
+    /// write they wait for is not decided (`decided`: the store's decided
+    /// ticket). Gated entries get their tickets in order, so the walk from
+    /// the newest stops at the first decided one; it looks at 256 entries at
+    /// most (a cheap estimate for sharing, not an exact count).
+    pub fn undecided_tail(&self, decided: u64) -> u64 {
+        let mut undecided = 0;
+        for (i, e) in self.window.iter().rev().take(256).enumerate() {
+            if e.gated && e.ticket <= decided {
+                break;
+            }
+            if e.gated {
+                // This one and every newer entry wait for it.
+                undecided = i as u64 + 1;
+            }
+        }
+        undecided
+    }
+
     /// The entry if it is in memory.
     pub fn in_memory(&self, seq: u64) -> Option<&Entry> {
         let i = seq.checked_sub(self.window_start)?;

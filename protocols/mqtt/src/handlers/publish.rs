@@ -138,10 +138,15 @@ impl Client {
         } else {
             None
         };
-        // Not yet `publish_confirmed` (visible only once stored): a batch
-        // released at once goes to one member of a shared subscription, since
-        // a push consumer takes all it may; dispatch must share it out first.
-        let receipt = match self.tenant.publish(message) {
+        // QoS 1 and 2 publishes are visible to subscribers only once stored:
+        // one the client is told failed (PUBACK 0x80, a dropped connection)
+        // is never delivered. QoS 0 has no answer to keep true.
+        let published = if qos > 0 {
+            self.tenant.publish_confirmed(message)
+        } else {
+            self.tenant.publish(message)
+        };
+        let receipt = match published {
             Ok(r) => r,
             Err(e) if qos > 0 && v5 && !matches!(e, gw_core::Error::ShuttingDown) => {
                 tracing::debug!(cause = %e, topic, "publish refused by the engine");
