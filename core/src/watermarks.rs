@@ -19,6 +19,10 @@ use crate::message::{UnixMillis, now_millis};
 
 /// How often free space and memory are read.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often while a reading is near its mark (within 20 %) or an alarm is
+/// raised: a fast publisher can add hundreds of MiB in a second, and a
+/// cleared alarm should let publishers go soon.
+const SAMPLE_NEAR: Duration = Duration::from_millis(100);
 
 /// A threshold: off, in bytes, or a fraction of a whole (the filesystem's
 /// size for disk, the memory available to the process for memory).
@@ -227,6 +231,19 @@ impl Alarms {
         ]
     }
 
+    /// An alarm is raised, or a last reading was within 20 % of its mark.
+    fn near(&self) -> bool {
+        let close = |st: &State, disk: bool| {
+            let (v, t) = (
+                st.value.load(Ordering::Relaxed),
+                st.threshold.load(Ordering::Relaxed),
+            );
+            st.active.load(Ordering::Relaxed)
+                || (t > 0 && if disk { v < t + t / 5 } else { v > t - t / 5 })
+        };
+        close(&self.disk, true) || close(&self.memory, false)
+    }
+
     /// One reading. `disk`: (free, filesystem size) where known.
     fn sample(&self, marks: &Watermarks, disk: Option<(u64, u64)>, memory: Option<(u64, u64)>) {
         if let Some((free, size)) = disk {
@@ -294,7 +311,11 @@ pub(crate) fn start_sampler(
         while !stopped() {
             let disk = disk_dir.as_deref().and_then(disk_space);
             alarms.sample(&alarms.marks(), disk, memory_use());
-            std::thread::sleep(SAMPLE_EVERY);
+            std::thread::sleep(if alarms.near() {
+                SAMPLE_NEAR
+            } else {
+                SAMPLE_EVERY
+            });
         }
     };
     if let Err(e) = std::thread::Builder::new()
@@ -425,5 +446,19 @@ mod tests {
         a.sample(&a.marks(), Some((10, 10_000)), Some((500, 1000)));
         assert!(!a.any(), "{:?}", a.list());
         assert!(a.list().iter().all(|x| x.threshold == 0));
+    }
+
+    #[test]
+    fn readings_near_a_mark_are_taken_more_often() {
+        let a = Alarms::new(Watermarks {
+            disk_free_min: Some(Watermark::Bytes(1000)),
+            memory_high: Watermark::Bytes(1000),
+        });
+        a.sample(&a.marks(), Some((5000, 10_000)), Some((100, 10_000)));
+        assert!(!a.near());
+        a.sample(&a.marks(), Some((1100, 10_000)), Some((100, 10_000)));
+        assert!(a.near(), "free space within 20 % of the minimum");
+        a.sample(&a.marks(), Some((5000, 10_000)), Some((900, 10_000)));
+        assert!(a.near(), "memory within 20 % of the mark");
     }
 }
