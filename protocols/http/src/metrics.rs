@@ -211,47 +211,28 @@ pub fn render(state: &AppState) -> String {
         let _ = writeln!(out, "gateway_disk_free_bytes {free}");
     }
     let alarms = engine.alarms();
-    family(
-        &mut out,
-        "gateway_alarm_active",
-        "gauge",
-        "1 while the node's disk or memory alarm is raised (publishers are blocked).",
-    );
-    for a in &alarms {
-        let _ = writeln!(
-            out,
-            "gateway_alarm_active{{kind=\"{}\"}} {}",
-            a.kind.name(),
-            u8::from(a.active)
-        );
-    }
-    family(
-        &mut out,
-        "gateway_alarm_value_bytes",
-        "gauge",
-        "The last reading of each alarm: free disk bytes, resident memory bytes.",
-    );
-    for a in &alarms {
-        let _ = writeln!(
-            out,
-            "gateway_alarm_value_bytes{{kind=\"{}\"}} {}",
-            a.kind.name(),
-            a.value
-        );
-    }
-    family(
-        &mut out,
-        "gateway_alarm_threshold_bytes",
-        "gauge",
-        "Each alarm's mark in bytes (disk_free_min, memory_high_watermark; 0 when off).",
-    );
-    for a in &alarms {
-        let _ = writeln!(
-            out,
-            "gateway_alarm_threshold_bytes{{kind=\"{}\"}} {}",
-            a.kind.name(),
-            a.threshold
-        );
+    let alarm_families: [(&str, &str, fn(&gw_core::NodeAlarm) -> u64); 3] = [
+        (
+            "gateway_alarm_active",
+            "1 while the node's disk or memory alarm is raised (publishers are blocked).",
+            |a| u64::from(a.active),
+        ),
+        (
+            "gateway_alarm_value_bytes",
+            "The last reading of each alarm: free disk bytes, resident memory bytes.",
+            |a| a.value,
+        ),
+        (
+            "gateway_alarm_threshold_bytes",
+            "Each alarm's mark in bytes (disk_free_min, memory_high_watermark; 0 when off).",
+            |a| a.threshold,
+        ),
+    ];
+    for (name, help, value) in alarm_families {
+        family(&mut out, name, "gauge", help);
+        for a in &alarms {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", a.kind.name(), value(a));
+        }
     }
     family(
         &mut out,

@@ -6,16 +6,12 @@
 
 mod common;
 
+use common::metric;
+
 use std::time::{Duration, Instant};
 
 use gw_core::{EngineConfig, MemoryStore, Watermark};
 use serde_json::json;
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_blocks_http_publishers_and_readiness_but_not_consumers() {

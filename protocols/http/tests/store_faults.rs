@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::metric;
+
 use std::time::{Duration, Instant};
 
 use gw_core::{EngineConfig, MemoryStore};
@@ -19,12 +21,6 @@ async fn start(store: &MemoryStore) -> common::Gw {
         None,
     )
     .await
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

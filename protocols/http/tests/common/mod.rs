@@ -456,3 +456,11 @@ pub async fn eventually<F: FnMut() -> bool>(secs: u64, what: &str, mut f: F) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The value of an unlabelled (or fully labelled) sample in /metrics text:
+/// `name` is everything before the space.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
