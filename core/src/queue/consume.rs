@@ -137,7 +137,14 @@ impl Queue {
         }
         let max = max.min(credit);
         let decided = self.store().decided_ticket();
-        let share = match g.turn(consumer, max, (log, decided), &mut fx) {
+        // A single active consumer has no peers to share with (the others
+        // wait, passive, and would never take what it yields).
+        let turn = if self.settings.single_active_consumer {
+            Turn::Take(max)
+        } else {
+            g.turn(consumer, max, (log, decided), &mut fx)
+        };
+        let share = match turn {
             Turn::Take(n) => n,
             Turn::Yield => {
                 drop(st);

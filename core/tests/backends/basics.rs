@@ -92,6 +92,67 @@ pub async fn groups_each_see_every_message_and_consumers_compete(b: Backend) {
     e.close();
 }
 
+/// Consumers waiting together share a batch that becomes visible at once
+/// (confirmed publishes released when their write is stored), and a single
+/// active consumer still gets everything: the others never take, so it must
+/// not yield to them.
+pub async fn a_released_batch_is_shared_but_a_single_active_consumer_takes_it_all(b: Backend) {
+    let e = b.open();
+    let t = e.tenant("/").unwrap();
+    for (queue, single) in [("shared", false), ("single", true)] {
+        let settings = QueueSettings {
+            single_active_consumer: single,
+            ..QueueSettings::default()
+        };
+        let (q, _) = t.declare_queue(queue, spec(settings)).unwrap();
+        let mut takers = Vec::new();
+        for _ in 0..2 {
+            let c = q.consume(DEFAULT_GROUP, ConsumerSpec::default()).unwrap();
+            takers.push(tokio::spawn(async move {
+                let mut got = 0;
+                let mut batch = Vec::new();
+                loop {
+                    batch.clear();
+                    let wait =
+                        tokio::time::timeout(Duration::from_millis(500), c.take(64, &mut batch));
+                    match wait.await {
+                        Ok(r) => {
+                            r.unwrap();
+                            for d in &batch {
+                                c.ack(d.tag).unwrap();
+                            }
+                            got += batch.len();
+                        }
+                        Err(_) => return got,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut last = None;
+        for i in 0..40 {
+            last = t
+                .publish_confirmed(msg(queue, &i.to_string()))
+                .unwrap()
+                .ticket;
+        }
+        if let Some(ticket) = last {
+            e.wait_durable(ticket).await.unwrap();
+        }
+        let mut shares = Vec::new();
+        for taker in takers {
+            shares.push(taker.await.unwrap());
+        }
+        assert_eq!(shares.iter().sum::<usize>(), 40, "{queue}: {shares:?}");
+        if single {
+            assert!(shares.contains(&40), "one consumer takes all: {shares:?}");
+        } else {
+            assert!(shares.iter().all(|&n| n > 0), "both take: {shares:?}");
+        }
+    }
+    e.close();
+}
+
 pub async fn fifo_keeps_order_per_key(b: Backend) {
     let e = b.open();
     let t = e.tenant("/").unwrap();

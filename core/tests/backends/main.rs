@@ -21,6 +21,7 @@ macro_rules! suite {
             suite!(@async $backend;
                 basics::publish_consume_ack_and_redeliver_on_nack,
                 basics::groups_each_see_every_message_and_consumers_compete,
+                basics::a_released_batch_is_shared_but_a_single_active_consumer_takes_it_all,
                 basics::fifo_keeps_order_per_key,
                 basics::delayed_messages_wait_for_their_time,
                 basics::tag_filters_skip_without_blocking,
