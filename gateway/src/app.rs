@@ -84,6 +84,7 @@ impl Gateway {
             sync: config.sync,
             cache_bytes: config.cache_bytes,
             queue_memory_bytes: config.queue_memory_bytes,
+            watermarks: config.watermarks,
             ..EngineConfig::new(&config.data_dir)
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))

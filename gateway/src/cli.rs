@@ -49,6 +49,21 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
 
+    /// Least free space on the data directory's filesystem before publishers
+    /// are held back: a size ("1GiB", "512MB"), a fraction of the filesystem
+    /// ("5%", "0.05") or "off" (default: min(1 GiB, 5 %)).
+    #[arg(long, env = "GATEWAY_DISK_FREE_MIN", value_name = "SIZE|FRACTION|off")]
+    pub disk_free_min: Option<String>,
+
+    /// Most resident memory before publishers are held back: a size, a
+    /// fraction of the memory available ("40%", "0.4") or "off" (default 40%).
+    #[arg(
+        long,
+        env = "GATEWAY_MEMORY_HIGH_WATERMARK",
+        value_name = "SIZE|FRACTION|off"
+    )]
+    pub memory_high_watermark: Option<String>,
+
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub check_config: bool,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gw_core::SyncPolicy;
+use gw_core::{SyncPolicy, Watermark, Watermarks};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -62,6 +62,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
     storage: StorageFile,
+    limits: LimitsFile,
     amqp: DoorFile,
     mqtt: DoorFile,
     http: DoorFile,
@@ -73,6 +74,15 @@ struct StorageFile {
     sync: Option<String>,
     cache_mb: Option<u64>,
     queue_memory_mb: Option<u64>,
+}
+
+/// Node-wide resource limits (RabbitMQ's `disk_free_limit` and
+/// `vm_memory_high_watermark`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    disk_free_min: Option<String>,
+    memory_high_watermark: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +119,8 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Message bytes a queue keeps in memory.
     pub queue_memory_bytes: u64,
+    /// When publishers are held back for lack of disk or memory.
+    pub watermarks: Watermarks,
     /// AMQP listener and settings.
     pub amqp: DoorConfig,
     /// MQTT listener and settings.
@@ -132,6 +144,7 @@ impl Config {
             sync: SyncPolicy::Always,
             cache_bytes: 32 << 20,
             queue_memory_bytes: 8 << 20,
+            watermarks: Watermarks::default(),
             amqp: door(),
             mqtt: door(),
             http: door(),
@@ -174,6 +187,7 @@ impl Config {
                 Some(n) => Ok(n << 20),
             }
         };
+        let watermarks = watermarks(cli, &file.limits)?;
         Ok(Config {
             data_dir,
             log_format,
@@ -185,6 +199,7 @@ impl Config {
             sync,
             cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
+            watermarks,
             amqp: door(
                 "amqp listen address",
                 cli.amqp_listen.as_deref(),
@@ -250,6 +265,37 @@ fn door(
         listen,
         settings: file.settings,
     })
+}
+
+/// The disk and memory watermarks: flag or `GATEWAY_*`, else `[limits]`,
+/// else the engine's defaults (free space min(1 GiB, 5 %), memory 40 %).
+fn watermarks(cli: &Cli, file: &LimitsFile) -> Result<Watermarks, ConfigError> {
+    let defaults = Watermarks::default();
+    let disk_free_min = match cli
+        .disk_free_min
+        .as_deref()
+        .or(file.disk_free_min.as_deref())
+    {
+        Some(text) => Some(parse_watermark("limits.disk_free_min", text)?),
+        None => defaults.disk_free_min,
+    };
+    let memory_high = match cli
+        .memory_high_watermark
+        .as_deref()
+        .or(file.memory_high_watermark.as_deref())
+    {
+        Some(text) => parse_watermark("limits.memory_high_watermark", text)?,
+        None => defaults.memory_high,
+    };
+    Ok(Watermarks {
+        disk_free_min,
+        memory_high,
+    })
+}
+
+/// One watermark: `off`, a size (`1GiB`, `512MB`) or a fraction (`5%`, `0.05`).
+fn parse_watermark(key: &'static str, text: &str) -> Result<Watermark, ConfigError> {
+    Watermark::parse(text).map_err(|reason| invalid(key, text, &reason))
 }
 
 /// Parses `always`, `never` or `batch:MS`.
@@ -346,6 +392,55 @@ mod tests {
         assert!(e.contains("amqp listen address 'nowhere'"), "{e}");
         let (_d, cli) = cli_with("[amqp]\nlisten = 5672\n");
         assert!(Config::load(&cli).is_err());
+    }
+
+    #[test]
+    fn watermarks_from_defaults_the_file_and_flags() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert_eq!(c.watermarks, Watermarks::default());
+        assert_eq!(c.watermarks.disk_free_min, None);
+        assert_eq!(c.watermarks.memory_high, Watermark::Fraction(0.4));
+        let (_d, mut cli) =
+            cli_with("[limits]\ndisk_free_min = \"1GiB\"\nmemory_high_watermark = \"0.25\"\n");
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.watermarks.disk_free_min, Some(Watermark::Bytes(1 << 30)));
+        assert_eq!(c.watermarks.memory_high, Watermark::Fraction(0.25));
+        cli.disk_free_min = Some("5%".into());
+        cli.memory_high_watermark = Some("off".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.watermarks.disk_free_min, Some(Watermark::Fraction(0.05)));
+        assert_eq!(c.watermarks.memory_high, Watermark::Off);
+        cli.disk_free_min = Some("off".into());
+        cli.memory_high_watermark = Some("512MB".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.watermarks.disk_free_min, Some(Watermark::Off));
+        assert_eq!(c.watermarks.memory_high, Watermark::Bytes(512_000_000));
+    }
+
+    #[test]
+    fn bad_watermarks_are_named() {
+        for (flag_disk, flag_memory, key) in [
+            (Some("lots"), None, "limits.disk_free_min 'lots'"),
+            (Some("150%"), None, "limits.disk_free_min '150%'"),
+            (Some("5 parsecs"), None, "limits.disk_free_min '5 parsecs'"),
+            (None, Some("1.5"), "limits.memory_high_watermark '1.5'"),
+            (None, Some("-3"), "limits.memory_high_watermark '-3'"),
+        ] {
+            let cli = Cli {
+                disk_free_min: flag_disk.map(Into::into),
+                memory_high_watermark: flag_memory.map(Into::into),
+                ..Cli::default()
+            };
+            let e = Config::load(&cli).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid {key}:")), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let (_d, cli) = cli_with("[limits]\nmemory_high_watermark = \"lots\"\n");
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("limits.memory_high_watermark 'lots'"), "{e}");
+        let (_d, cli) = cli_with("[limits]\ndisk_free = \"1GiB\"\n");
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("disk_free"), "{e}");
     }
 
     #[test]

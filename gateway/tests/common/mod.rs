@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod power;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
