@@ -45,7 +45,12 @@ async fn a_publisher_flood_stays_under_the_memory_watermark() {
     let mark = 256 * MIB;
     let p = Process::start_with(
         dir.path(),
-        &["--memory-high-watermark", "256MiB", "--disk-free-min", "off"],
+        &[
+            "--memory-high-watermark",
+            "256MiB",
+            "--disk-free-min",
+            "off",
+        ],
     );
     let pid = p.child.id();
     let before = rss(pid);
@@ -133,7 +138,9 @@ async fn a_publisher_flood_stays_under_the_memory_watermark() {
 
     let consumer_conn = p.amqp_connection().await;
     let cch = consumer_conn.create_channel().await.unwrap();
-    cch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
+    cch.basic_qos(500, BasicQosOptions::default())
+        .await
+        .unwrap();
     let mut consumer = cch
         .basic_consume(
             "flood".into(),

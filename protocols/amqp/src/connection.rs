@@ -13,7 +13,8 @@
 //! batch. It stops reading while the outbox is far behind (a client that does
 //! not read its replies cannot make us buffer without bound), and, as RabbitMQ
 //! does, once a publish arrives while the engine asks publishers to slow down
-//! (`connection.blocked` is sent to clients that understand it).
+//! (then `connection.blocked` is sent to clients that understand it), or
+//! while 16 MiB it published wait for the store (`window.rs`).
 //!
 //! Errors: a soft error closes its channel (`channel.close`, frames dropped
 //! until `close-ok`); a hard one closes the connection (`connection.close`,
@@ -261,6 +262,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 return;
             }
             self.flush_deferred();
+            self.announce_blocked();
             let engine = &self.server.engine;
             let window_full = self.ctx.window.wait_for(|t| engine.is_decided(t));
             let paused = self.ctx.publish_while_blocked || window_full.is_some();

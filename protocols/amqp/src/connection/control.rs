@@ -61,29 +61,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
+    /// The engine started or stopped holding publishers back. A connection
+    /// is blocked (and told so) only once it publishes, as RabbitMQ does:
+    /// one that only consumes keeps working, and clients such as lapin hold
+    /// every frame back while told "blocked".
     pub(super) fn pressure_changed(&mut self) {
         let now = *self.pressure.borrow_and_update();
         self.ctx.blocked = now;
-        if now && !self.sent_blocked && self.session.caps.connection_blocked {
-            // RabbitMQ's two reasons; a store that is only behind the
-            // publishers is the disk not keeping up.
-            let memory = self
-                .server
-                .engine
-                .alarms()
-                .iter()
-                .any(|a| a.active && a.kind == gw_core::AlarmKind::Memory);
-            let reason = if memory {
-                "low on memory"
-            } else {
-                "low on disk"
-            };
-            let blocked = connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: reason.into(),
-            });
-            self.session.send(0, &AMQPClass::Connection(blocked));
-            self.sent_blocked = true;
-        }
         if !now {
             self.ctx.publish_while_blocked = false;
             if self.sent_blocked {
@@ -92,5 +76,34 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 self.sent_blocked = false;
             }
         }
+    }
+
+    /// Sends `connection.blocked` once a publish arrived under pressure (the
+    /// reader stops reading this connection until it clears).
+    pub(super) fn announce_blocked(&mut self) {
+        if !self.ctx.publish_while_blocked
+            || self.sent_blocked
+            || !self.session.caps.connection_blocked
+        {
+            return;
+        }
+        // RabbitMQ's two reasons; a store that is only behind the
+        // publishers is the disk not keeping up.
+        let memory = self
+            .server
+            .engine
+            .alarms()
+            .iter()
+            .any(|a| a.active && a.kind == gw_core::AlarmKind::Memory);
+        let reason = if memory {
+            "low on memory"
+        } else {
+            "low on disk"
+        };
+        let blocked = connection::AMQPMethod::Blocked(connection::Blocked {
+            reason: reason.into(),
+        });
+        self.session.send(0, &AMQPClass::Connection(blocked));
+        self.sent_blocked = true;
     }
 }
