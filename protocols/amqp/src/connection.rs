@@ -407,6 +407,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         } else {
             tracing::warn!(peer = %self.peer, code = e.code, reason = %e.text, "AMQP connection error");
         }
+        // Every publish already read gets its confirm before the close:
+        // a client would republish (duplicate) a stored message it never
+        // saw confirmed. Channels are shut after (a closed channel's
+        // confirms are dropped).
+        self.settle_confirms().await;
         self.shutdown_channels().await;
         let close = connection::AMQPMethod::Close(connection::Close {
             reply_code: e.code,
@@ -443,6 +448,17 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
+    /// Hands the confirm task what the reader deferred, lets it finish
+    /// (it waits for the store, then writes each ack or nack in order) and
+    /// stops it: nothing is confirmed after this.
+    async fn settle_confirms(&mut self) {
+        self.flush_deferred();
+        self.confirms = None;
+        if let Some(task) = self.confirm_task.take() {
+            let _ = task.await;
+        }
+    }
+
     async fn shutdown_channels(&mut self) {
         for ch in self.channels.values_mut() {
             if !ch.closing {
@@ -454,12 +470,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// After the loop: channels, confirms, exclusive queues.
     async fn finish(&mut self) {
+        // Confirms first: shutting a channel drops the confirms still due on it.
+        self.settle_confirms().await;
         self.shutdown_channels().await;
-        self.flush_deferred();
-        self.confirms = None;
-        if let Some(task) = self.confirm_task.take() {
-            let _ = task.await;
-        }
         self.channels.clear();
         self.session.tenant.connection_closed(self.session.conn_id);
         tracing::debug!(peer = %self.peer, conn_id = self.session.conn_id, "AMQP connection closed");

@@ -41,6 +41,9 @@ use session::serve;
 const CONNECT_MAX: usize = 256 * 1024;
 /// How long the final writes (DISCONNECT, pending acks) may take.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long a closing connection waits for the store to take the publishes
+/// its acknowledgements wait for.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// How long a connection over `max_connections` has to send the CONNECT
 /// its refusal answers (short: it holds one of the door's few refusal slots).
 const REFUSE_WAIT: Duration = Duration::from_secs(2);
@@ -177,6 +180,11 @@ where
 {
     if let End::Gone(Some(e)) = &end {
         tracing::debug!(cause = %e, "connection lost");
+    }
+    if !matches!(end, End::Gone(_)) {
+        // Acknowledge what was stored before saying goodbye (issue 16: a
+        // client whose stored publish was never acknowledged republishes it).
+        client.settle_replies(SETTLE_WAIT).await;
     }
     if client.version == ProtocolVersion::V5
         && let Some(code) = end.disconnect_code()
