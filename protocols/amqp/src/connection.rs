@@ -53,6 +53,10 @@ use crate::session::{Event, Session, SessionInit};
 const READ_PAUSE: usize = 8 * HIGH_WATER;
 /// How long a client gets to answer our `connection.close`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a closing connection waits for the store to decide the publishes
+/// its confirms wait for. At shutdown the gateway's grace period (2 s by
+/// default) ends the wait first; this bounds the other closes.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection until it closes; `over_limit` (the
 /// door is full) refuses it at `connection.open` with 530, as RabbitMQ does.
@@ -450,12 +454,26 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// Hands the confirm task what the reader deferred, lets it finish
     /// (it waits for the store, then writes each ack or nack in order) and
-    /// stops it: nothing is confirmed after this.
+    /// stops it: nothing is confirmed after this. Bounded by [`SETTLE_WAIT`]
+    /// and by the socket: a store that does not answer leaves those
+    /// publishes unconfirmed (the client cannot tell them from lost ones and
+    /// republishes), it does not hold the connection open.
     async fn settle_confirms(&mut self) {
         self.flush_deferred();
+        // Dropping the sender ends the task once it has written what it has.
         self.confirms = None;
-        if let Some(task) = self.confirm_task.take() {
-            let _ = task.await;
+        let Some(mut task) = self.confirm_task.take() else {
+            return;
+        };
+        let settled = tokio::select! {
+            r = tokio::time::timeout(SETTLE_WAIT, &mut task) => r.is_ok(),
+            () = self.tokens.dead.cancelled() => false,
+        };
+        if !settled {
+            task.abort();
+            if !self.tokens.dead.is_cancelled() {
+                tracing::warn!(peer = %self.peer, "closing: the store did not answer in time; publishes left unconfirmed");
+            }
         }
     }
 
