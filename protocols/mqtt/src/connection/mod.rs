@@ -181,9 +181,10 @@ where
     if let End::Gone(Some(e)) = &end {
         tracing::debug!(cause = %e, "connection lost");
     }
-    if !matches!(end, End::Gone(_)) {
+    if end.server_closes() {
         // Acknowledge what was stored before saying goodbye (issue 16: a
         // client whose stored publish was never acknowledged republishes it).
+        // Not after the client's DISCONNECT: it reads nothing more.
         client.settle_replies(SETTLE_WAIT).await;
     }
     if client.version == ProtocolVersion::V5
@@ -214,6 +215,11 @@ where
     if !matches!(end, End::Gone(_)) {
         io.write_out(&mut client.out, CLOSE_FLUSH).await;
         let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.shutdown()).await;
+        if end.server_closes() {
+            // The client may still be sending (publishes after the ones just
+            // acknowledged): let it see our close before the socket goes.
+            io.discard_until_eof(CLOSE_FLUSH).await;
+        }
     }
     client.finish(&end);
 }
