@@ -54,8 +54,8 @@ const READ_PAUSE: usize = 8 * HIGH_WATER;
 /// How long a client gets to answer our `connection.close`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a closing connection waits for the store to decide the publishes
-/// its confirms wait for. At shutdown the gateway's grace period (2 s by
-/// default) ends the wait first; this bounds the other closes.
+/// its confirms wait for (within the gateway's shutdown grace period, 10 s
+/// by default; a shorter grace ends the wait first).
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection until it closes; `over_limit` (the
