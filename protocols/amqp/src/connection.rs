@@ -54,6 +54,10 @@ use crate::session::{Event, Session, SessionInit};
 const READ_PAUSE: usize = 8 * HIGH_WATER;
 /// How long a client gets to answer our `connection.close`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a closing connection waits for the store to decide the publishes
+/// its confirms wait for (within the gateway's shutdown grace period, 10 s
+/// by default; a shorter grace ends the wait first).
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection until it closes; `over_limit` (the
 /// door is full) refuses it at `connection.open` with 530, as RabbitMQ does.
@@ -423,6 +427,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         } else {
             tracing::warn!(peer = %self.peer, code = e.code, reason = %e.text, "AMQP connection error");
         }
+        // Every publish already read gets its confirm before the close:
+        // a client would republish (duplicate) a stored message it never
+        // saw confirmed. Channels are shut after (a closed channel's
+        // confirms are dropped).
+        self.settle_confirms().await;
         self.shutdown_channels().await;
         let close = connection::AMQPMethod::Close(connection::Close {
             reply_code: e.code,
@@ -459,6 +468,31 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
+    /// Hands the confirm task what the reader deferred, lets it finish
+    /// (it waits for the store, then writes each ack or nack in order) and
+    /// stops it: nothing is confirmed after this. Bounded by [`SETTLE_WAIT`]
+    /// and by the socket: a store that does not answer leaves those
+    /// publishes unconfirmed (the client cannot tell them from lost ones and
+    /// republishes), it does not hold the connection open.
+    async fn settle_confirms(&mut self) {
+        self.flush_deferred();
+        // Dropping the sender ends the task once it has written what it has.
+        self.confirms = None;
+        let Some(mut task) = self.confirm_task.take() else {
+            return;
+        };
+        let settled = tokio::select! {
+            r = tokio::time::timeout(SETTLE_WAIT, &mut task) => r.is_ok(),
+            () = self.tokens.dead.cancelled() => false,
+        };
+        if !settled {
+            task.abort();
+            if !self.tokens.dead.is_cancelled() {
+                tracing::warn!(peer = %self.peer, "closing: the store did not answer in time; publishes left unconfirmed");
+            }
+        }
+    }
+
     async fn shutdown_channels(&mut self) {
         for ch in self.channels.values_mut() {
             if !ch.closing {
@@ -470,12 +504,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// After the loop: channels, confirms, exclusive queues.
     async fn finish(&mut self) {
+        // Confirms first: shutting a channel drops the confirms still due on it.
+        self.settle_confirms().await;
         self.shutdown_channels().await;
-        self.flush_deferred();
-        self.confirms = None;
-        if let Some(task) = self.confirm_task.take() {
-            let _ = task.await;
-        }
         self.channels.clear();
         self.session.tenant.connection_closed(self.session.conn_id);
         tracing::debug!(peer = %self.peer, conn_id = self.session.conn_id, "AMQP connection closed");

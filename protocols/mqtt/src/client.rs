@@ -364,6 +364,35 @@ impl Client {
         }
     }
 
+    /// Before the server closes the connection (shutdown, takeover, an
+    /// operator, an error): waits until the store holds what the queued
+    /// replies wait for and writes them (PUBACK, PUBREC, …) into `out`, so a
+    /// client is never left to republish a message that was stored. Bounded
+    /// by `wait`; what the store could not write stays unacknowledged (the
+    /// client's republish is then no duplicate).
+    pub async fn settle_replies(&mut self, wait: std::time::Duration) {
+        let Some(t) = self.traffic.as_mut() else {
+            return;
+        };
+        let Some(&(ticket, _)) = t.replies.back() else {
+            return;
+        };
+        t.durable = None;
+        let waiting = t.replies.len();
+        match tokio::time::timeout(wait, self.engine.wait_durable(ticket)).await {
+            Ok(Ok(())) => self.durable_reached(ticket),
+            Ok(Err(e)) => {
+                tracing::warn!(cause = %e, waiting, "closing: publishes not stored are left unacknowledged");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    waiting,
+                    "closing: the store did not answer in time; publishes left unacknowledged"
+                );
+            }
+        }
+    }
+
     /// Starts waiting for the newest ticket a queued reply needs, unless a
     /// wait is running (one wait at a time: tickets are ordered, so the
     /// newest covers all before it).

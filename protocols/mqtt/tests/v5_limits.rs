@@ -180,6 +180,10 @@ async fn receive_maximum_abuse_with_qos1_gets_disconnect_0x93() {
     }
     raw.send(&burst).await;
     let got = raw.closed().await;
+    // The two accepted publishes are acknowledged before the close (issue
+    // 16: nothing stored is left for the client to republish).
+    let (acked, got) = leading_pubacks(&got);
+    assert_eq!(acked, [1, 2], "{got:02x?}");
     assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
     // What was accepted before the abuse is kept; nothing after it.
     for want in [1u8, 2] {
@@ -229,10 +233,27 @@ async fn a_flood_past_receive_maximum_still_reads_the_disconnect() {
         }
     };
     tokio::time::timeout(common::WAIT, read).await.unwrap();
+    let (acked, got) = leading_pubacks(&got);
+    assert_eq!(
+        acked,
+        [1, 2, 3, 4],
+        "the accepted ones, acknowledged before the close"
+    );
     assert!(got.len() >= 3, "nothing before the close: {got:02x?}");
     assert_eq!((got[0], got[2]), (0xE0, 0x93), "{got:02x?}");
     let _ = writer.await;
     s.stop().await;
+}
+
+/// The packet ids of the PUBACKs (reason 0 and no properties) `got` starts
+/// with, and what follows them.
+fn leading_pubacks(mut got: &[u8]) -> (Vec<u16>, &[u8]) {
+    let mut pids = Vec::new();
+    while got.len() >= 4 && got[..2] == [0x40, 0x02] {
+        pids.push(u16::from_be_bytes([got[2], got[3]]));
+        got = &got[4..];
+    }
+    (pids, got)
 }
 
 /// PUBACK for a QoS 1 PUBLISH a raw client received.

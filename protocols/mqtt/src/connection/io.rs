@@ -102,6 +102,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         let _ = tokio::time::timeout(limit, write).await;
     }
 
+    /// After our side is shut: reads and drops what the client still sends
+    /// until it closes too, for up to `limit` (a "lingering close"). Closing
+    /// a socket with unread input makes the kernel reset the connection, and
+    /// a reset can cost the client the last acknowledgements we wrote, or
+    /// make its next write fail before it reads them.
+    pub async fn discard_until_eof(&mut self, limit: Duration) {
+        let drain = async {
+            loop {
+                self.rbuf.clear();
+                match self.read_more().await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, drain).await;
+    }
+
     /// A quiet connection gives back its read buffer, however small: the
     /// next read allocates one again.
     pub fn shrink_idle(&mut self) {

@@ -41,6 +41,9 @@ use session::serve;
 const CONNECT_MAX: usize = 256 * 1024;
 /// How long the final writes (DISCONNECT, pending acks) may take.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long a closing connection waits for the store to take the publishes
+/// its acknowledgements wait for.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// How long a connection over `max_connections` has to send the CONNECT
 /// its refusal answers (short: it holds one of the door's few refusal slots).
 const REFUSE_WAIT: Duration = Duration::from_secs(2);
@@ -178,6 +181,12 @@ where
     if let End::Gone(Some(e)) = &end {
         tracing::debug!(cause = %e, "connection lost");
     }
+    if end.server_closes() {
+        // Acknowledge what was stored before saying goodbye (issue 16: a
+        // client whose stored publish was never acknowledged republishes it).
+        // Not after the client's DISCONNECT: it reads nothing more.
+        client.settle_replies(SETTLE_WAIT).await;
+    }
     if client.version == ProtocolVersion::V5
         && let Some(code) = end.disconnect_code()
     {
@@ -206,6 +215,11 @@ where
     if !matches!(end, End::Gone(_)) {
         io.write_out(&mut client.out, CLOSE_FLUSH).await;
         let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.shutdown()).await;
+        if end.server_closes() {
+            // The client may still be sending (publishes after the ones just
+            // acknowledged): let it see our close before the socket goes.
+            io.discard_until_eof(CLOSE_FLUSH).await;
+        }
     }
     client.finish(&end);
 }

@@ -44,6 +44,16 @@ impl End {
         )
     }
 
+    /// Whether the server ends the connection while the client still
+    /// listens (shutdown, takeover, an operator, an error it caused).
+    pub fn server_closes(&self) -> bool {
+        match self {
+            End::ClientDisconnect { .. } | End::Gone(_) | End::Refused => false,
+            End::Error(e) => !e.is_client_gone(),
+            End::TakenOver | End::Shutdown | End::Administrative => true,
+        }
+    }
+
     /// The MQTT 5 DISCONNECT reason code the server sends before closing,
     /// when it sends one.
     pub fn disconnect_code(&self) -> Option<u8> {
