@@ -311,6 +311,12 @@ impl Engine {
         ticket <= self.inner.services.store.decided_ticket()
     }
 
+    /// True when `ticket` was decided and its batch failed (nothing of it was
+    /// stored): callers that waited for a later ticket ask about each.
+    pub fn ticket_failed(&self, ticket: Ticket) -> bool {
+        self.inner.services.store.has_failed(ticket)
+    }
+
     /// A ticket covering every change made so far (declarations, group
     /// creation and rewinds included): wait for it before answering a client
     /// that expects the change to survive a crash.

@@ -88,21 +88,31 @@ pub async fn run(
         while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
-        let durable = match batch.iter().filter_map(Deferred::ticket).max() {
+        // One wait for the newest ticket decides them all (tickets are
+        // decided in order); each is then asked whether its own batch
+        // failed, since a batch can fail and a later one succeed.
+        let waited = match batch.iter().filter_map(Deferred::ticket).max() {
             Some(t) => match engine.wait_durable(t).await {
                 Ok(()) => true,
+                Err(gw_core::Error::ShuttingDown) => false,
                 Err(e) => {
                     tracing::error!(error = %e, "messages could not be stored; nacking their confirms");
-                    false
+                    true
                 }
             },
             None => true,
         };
-        outbox.push(|buf| write_batch(buf, batch.drain(..), durable));
+        let stored = |t: Ticket| waited && !engine.ticket_failed(t);
+        outbox.push(|buf| write_batch(buf, batch.drain(..), stored));
     }
 }
 
-fn write_batch(buf: &mut bytes::BytesMut, items: impl Iterator<Item = Deferred>, durable: bool) {
+/// Writes the replies in order; `stored` says whether a ticket's write made it.
+fn write_batch(
+    buf: &mut bytes::BytesMut,
+    items: impl Iterator<Item = Deferred>,
+    stored: impl Fn(Ticket) -> bool,
+) {
     let mut run: Option<Run> = None;
     for item in items {
         match item {
@@ -114,7 +124,7 @@ fn write_batch(buf: &mut bytes::BytesMut, items: impl Iterator<Item = Deferred>,
                 let ack = match outcome {
                     Outcome::Ack => true,
                     Outcome::Nack => false,
-                    Outcome::Durable(_) => durable,
+                    Outcome::Durable(t) => stored(t),
                 };
                 if let Some(r) = &mut run
                     && Arc::ptr_eq(&r.channel, &channel)
@@ -211,7 +221,7 @@ mod tests {
             confirm(&a, 5, Outcome::Durable(6)),
         ];
         let mut buf = bytes::BytesMut::new();
-        write_batch(&mut buf, items.into_iter(), true);
+        write_batch(&mut buf, items.into_iter(), |_| true);
         let got = methods(buf);
         let expect = [
             (
@@ -255,6 +265,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_batch_before_a_stored_one_is_nacked_alone() {
+        let a = Arc::new(ChannelShared::new(1));
+        let items = (1..=3).map(|t| confirm(&a, t, Outcome::Durable(t)));
+        let mut buf = bytes::BytesMut::new();
+        write_batch(&mut buf, items, |t| t != 2);
+        let tags: Vec<(u64, bool)> = methods(buf)
+            .into_iter()
+            .map(|(_, m)| match m {
+                basic::AMQPMethod::Ack(a) => (a.delivery_tag, true),
+                basic::AMQPMethod::Nack(n) => (n.delivery_tag, false),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(tags, [(1, true), (2, false), (3, true)]);
+    }
+
+    #[test]
     fn a_failed_store_nacks_what_waited_for_it_and_closed_channels_get_nothing() {
         let a = Arc::new(ChannelShared::new(1));
         let gone = Arc::new(ChannelShared::new(2));
@@ -265,7 +292,7 @@ mod tests {
             confirm(&gone, 7, Outcome::Ack),
         ];
         let mut buf = bytes::BytesMut::new();
-        write_batch(&mut buf, items.into_iter(), false);
+        write_batch(&mut buf, items.into_iter(), |_| false);
         let got = methods(buf);
         assert_eq!(
             got,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{AckKind, Packet, ProtocolVersion, write_ack};
 use crate::config::Config;
+use crate::error::MqttError;
 use crate::registry::Registry;
 use crate::session::{ClientKey, SESSION_NS, SessionRecord, Subscription, WillRecord};
 use crate::topic::AMQP_TOPIC_EXCHANGE;
@@ -341,17 +342,21 @@ impl Client {
         }
     }
 
-    /// The store reached `ticket`: sends the replies that waited for it.
-    pub fn durable_reached(&mut self, ticket: Ticket) {
+    /// The store decided everything up to `ticket`: sends the replies that
+    /// waited for it. A reply whose own write failed (a batch can fail and a
+    /// later one succeed) is never a success: MQTT 5 gets reason 0x80, and a
+    /// 3.1.1 client, which has no way to hear it, loses the connection
+    /// unacknowledged so that it republishes.
+    pub fn durable_reached(&mut self, ticket: Ticket) -> Result<(), MqttError> {
         loop {
             let Some(t) = self.traffic.as_mut() else {
-                return;
+                return Ok(());
             };
             if t.replies.front().is_none_or(|(at, _)| *at > ticket) {
-                return;
+                return Ok(());
             }
-            let Some((_, reply)) = t.replies.pop_front() else {
-                return;
+            let Some((at, reply)) = t.replies.pop_front() else {
+                return Ok(());
             };
             if let Reply::Ack {
                 kind: AckKind::PubAck,
@@ -360,7 +365,40 @@ impl Client {
             {
                 t.unacked_qos1 -= 1;
             }
+            let reply = if at > 0 && self.engine.ticket_failed(at) {
+                self.not_stored(reply)?
+            } else {
+                reply
+            };
             self.encode_reply(reply);
+        }
+    }
+
+    /// The answer to a publish whose write failed (see [`Client::durable_reached`]).
+    fn not_stored(&mut self, reply: Reply) -> Result<Reply, MqttError> {
+        let refused = || {
+            MqttError::Engine(gw_core::Error::Storage(gw_core::StoreError::NotWritable(
+                "a publish could not be stored".into(),
+            )))
+        };
+        match reply {
+            Reply::Ack {
+                kind: kind @ (AckKind::PubAck | AckKind::PubRec),
+                pid,
+                ..
+            } if self.version == ProtocolVersion::V5 => {
+                if kind == AckKind::PubRec {
+                    self.incoming_qos2.remove(&pid);
+                }
+                Ok(Reply::Ack {
+                    kind,
+                    pid,
+                    reason: crate::error::code::UNSPECIFIED,
+                    text: self
+                        .text(|| "the store could not write the message; publish it again".into()),
+                })
+            }
+            _ => Err(refused()),
         }
     }
 
@@ -380,7 +418,11 @@ impl Client {
         t.durable = None;
         let waiting = t.replies.len();
         match tokio::time::timeout(wait, self.engine.wait_durable(ticket)).await {
-            Ok(Ok(())) => self.durable_reached(ticket),
+            Ok(Ok(())) => {
+                if let Err(e) = self.durable_reached(ticket) {
+                    tracing::warn!(cause = %e, "closing: publishes not stored are left unacknowledged");
+                }
+            }
             Ok(Err(e)) => {
                 tracing::warn!(cause = %e, waiting, "closing: publishes not stored are left unacknowledged");
             }

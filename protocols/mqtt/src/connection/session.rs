@@ -158,9 +158,17 @@ where
                     else {
                         continue;
                     };
-                    match result {
+                    let decided = match result {
                         Ok(()) => client.durable_reached(ticket),
-                        Err(e) => return End::Error((*e).into()),
+                        // Decided but failed: each reply learns whether its
+                        // own write was among the failed ones.
+                        Err(e) if !matches!(*e, gw_core::Error::ShuttingDown) => {
+                            client.durable_reached(ticket)
+                        }
+                        Err(e) => Err((*e).into()),
+                    };
+                    if let Err(e) = decided {
+                        return End::Error(e);
                     }
                 }
                 Event::Timer => {
