@@ -55,6 +55,7 @@ mod routing;
 mod store;
 mod tenant;
 mod timers;
+mod trim;
 mod watermarks;
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};

@@ -308,9 +308,14 @@ pub(crate) fn start_sampler(
     stopped: impl Fn() -> bool + Send + 'static,
 ) {
     let run = move || {
+        let mut trimmer = crate::trim::Trimmer::new();
         while !stopped() {
             let disk = disk_dir.as_deref().and_then(disk_space);
-            alarms.sample(&alarms.marks(), disk, memory_use());
+            let memory = memory_use();
+            alarms.sample(&alarms.marks(), disk, memory);
+            if let Some((rss, _)) = memory {
+                trimmer.after_sample(rss, || memory_use().map(|(rss, _)| rss));
+            }
             std::thread::sleep(if alarms.near() {
                 SAMPLE_NEAR
             } else {
