@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 
 use crate::state::AppState;
 
+/// A gauge family over the node alarms: name, help, the value of one alarm.
+type AlarmFamily = (&'static str, &'static str, fn(&gw_core::NodeAlarm) -> u64);
 /// One queue's stats, as read at one moment.
 pub struct QueueSnapshot {
     /// Its tenant.
@@ -211,7 +213,7 @@ pub fn render(state: &AppState) -> String {
         let _ = writeln!(out, "gateway_disk_free_bytes {free}");
     }
     let alarms = engine.alarms();
-    let alarm_families: [(&str, &str, fn(&gw_core::NodeAlarm) -> u64); 3] = [
+    let alarm_families: [AlarmFamily; 3] = [
         (
             "gateway_alarm_active",
             "1 while the node's disk or memory alarm is raised (publishers are blocked).",
