@@ -10,34 +10,19 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Process;
+use common::{Process, amqp, runtime};
 use futures::StreamExt;
+use lapin::BasicProperties;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn amqp(addr: std::net::SocketAddr) -> Connection {
-    let uri = format!("amqp://guest:guest@{addr}/%2f");
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap()
-}
 
 #[test]
 fn amqp_confirmed_publishes_and_unacked_deliveries_survive_sigkill() {

@@ -12,8 +12,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::Process;
 use common::tmpfs::Tmpfs;
+use common::{Process, runtime};
 use futures::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -28,14 +28,6 @@ const PAYLOAD: usize = 16 << 10;
 const BALLAST: usize = 16 << 20;
 /// Longest wait for one confirm (a liveness bound, not a speed figure).
 const CONFIRM_BOUND: Duration = Duration::from_secs(20);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(gw: &Process) -> Connection {
     let uri = format!("amqp://guest:guest@{}/%2f", gw.amqp);

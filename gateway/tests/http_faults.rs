@@ -9,17 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Process;
+use common::{Process, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The child's resident memory in bytes (`VmRSS` in /proc/PID/status).
 fn rss_bytes(gw: &Process) -> u64 {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::power::Rig;
-use common::{Process, post_as_guest};
+use common::{Process, post_as_guest, runtime};
 use crashfs::{Dropped, Mode};
 use futures::StreamExt;
 use lapin::BasicProperties;
@@ -56,14 +56,6 @@ struct Round {
 struct Stream {
     confirmed: Arc<Mutex<HashSet<u64>>>,
     tasks: Vec<JoinHandle<()>>,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// `rounds` power cuts in a row over one data directory (the first on a

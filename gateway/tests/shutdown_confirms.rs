@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Process;
+use common::{Process, amqp, runtime};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use lapin::options::{
@@ -42,7 +42,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
 const QUEUE: &str = "stopping";
@@ -69,21 +69,6 @@ impl Outcomes {
             None => all.unanswered.insert(id),
         };
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn amqp(addr: std::net::SocketAddr) -> Connection {
-    let uri = format!("amqp://guest:guest@{addr}/%2f");
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap()
 }
 
 /// One confirming channel publishing persistent messages `a{p}-{i}` with

@@ -186,3 +186,20 @@ pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
         seen.join("\n")
     );
 }
+
+/// The runtime the binary tests drive their clients on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An AMQP connection as guest to the default vhost at `addr`.
+pub async fn amqp(addr: SocketAddr) -> lapin::Connection {
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .unwrap()
+}
