@@ -278,9 +278,8 @@ async fn next_flow_event(events: &mut (impl futures::Stream<Item = Event> + Unpi
         .expect("no connection.blocked/unblocked within 20 s")
 }
 
-/// The `gateway_alarm_active` line for the disk (`None` while the metric
-/// does not exist yet; /metrics itself must answer).
-async fn disk_alarm_metric(gw: &Process) -> Option<String> {
+/// The `gateway_alarm_active` line for the disk.
+async fn disk_alarm_metric(gw: &Process) -> String {
     let response = reqwest::get(format!("http://{}/metrics", gw.http))
         .await
         .unwrap();
@@ -289,6 +288,7 @@ async fn disk_alarm_metric(gw: &Process) -> Option<String> {
     text.lines()
         .find(|l| l.starts_with("gateway_alarm_active") && l.contains("disk"))
         .map(str::to_owned)
+        .expect("gateway_alarm_active{kind=\"disk\"} in /metrics")
 }
 
 #[test]
@@ -310,15 +310,23 @@ fn the_disk_watermark_blocks_publishers_before_the_disk_is_full() {
         let ballast = fs.ballast("ballast", 40 << 20);
         let free = fs.free_bytes();
         assert!(free < 32 << 20 && free > 8 << 20, "{free} bytes free");
+        // The alarm is raised (and shown) before anything is published.
+        let raised = Instant::now();
+        while !disk_alarm_metric(&gw).await.trim_end().ends_with(" 1") {
+            assert!(raised.elapsed() < Duration::from_secs(20), "no disk alarm");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The AMQP door looks at the engine's pressure every 100 ms.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // As RabbitMQ does, a connection is blocked (and told so) once it
+        // publishes under the alarm: that publish is taken, the next ones
+        // are held, not confirmed.
+        let first = {
+            let ch = ch.clone();
+            tokio::spawn(async move { publish(&ch, "first").await })
+        };
         assert!(next_flow_event(&mut events).await, "expected blocked");
         eprintln!("disk watermark: connection.blocked with {free} bytes free (mark 32 MiB)");
-        let metric = disk_alarm_metric(&gw).await;
-        match &metric {
-            Some(line) => assert!(line.trim_end().ends_with(" 1"), "{line}"),
-            None => eprintln!("disk watermark: /metrics has no gateway_alarm_active yet"),
-        }
-
-        // A publish while blocked is held, not confirmed.
         let held = {
             let ch = ch.clone();
             tokio::spawn(async move { publish(&ch, "held").await })
@@ -333,14 +341,13 @@ fn the_disk_watermark_blocks_publishers_before_the_disk_is_full() {
             "disk watermark: connection.unblocked {:?} after the ballast was deleted",
             freed.elapsed()
         );
+        assert_eq!(first.await.unwrap(), Outcome::Acked, "the first publish");
         assert_eq!(held.await.unwrap(), Outcome::Acked, "the held publish");
         assert_eq!(publish(&ch, "after").await, Outcome::Acked);
-        if metric.is_some() {
-            let line = disk_alarm_metric(&gw).await.unwrap();
-            assert!(line.trim_end().ends_with(" 0"), "{line}");
-        }
+        let line = disk_alarm_metric(&gw).await;
+        assert!(line.trim_end().ends_with(" 0"), "{line}");
     });
     let got = rt.block_on(drain(&gw));
-    assert_eq!(got, ["before", "held", "after"]);
+    assert_eq!(got, ["before", "first", "held", "after"]);
     drop(gw);
 }
