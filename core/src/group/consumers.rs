@@ -221,7 +221,8 @@ impl Group {
         (log, decided): (&Log, u64),
         fx: &mut Effects,
     ) -> Turn {
-        if self.fifo.is_some() {
+        // One consumer (an MQTT session's queue always) has nobody to share with.
+        if self.fifo.is_some() || self.consumers.len() < 2 {
             return Turn::Take(max);
         }
         let Some(me) = self.consumer_mut(consumer) else {

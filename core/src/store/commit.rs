@@ -107,6 +107,9 @@ pub(crate) struct Store {
     applied: AtomicU64,
     /// Ticket ranges `(after, up_to]` whose batches failed.
     failed: Mutex<VecDeque<(Ticket, Ticket)>>,
+    /// Set once a range is in `failed`: confirms ask about every ticket, and
+    /// a store that never failed answers them without the lock.
+    any_failed: AtomicBool,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
     counters: Counters,
@@ -129,6 +132,7 @@ impl Store {
             decided_now: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             failed: Mutex::new(VecDeque::new()),
+            any_failed: AtomicBool::new(false),
             writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
             counters: Counters::default(),
@@ -217,6 +221,9 @@ impl Store {
 
     /// True when `ticket`'s batch failed.
     pub fn has_failed(&self, ticket: Ticket) -> bool {
+        if !self.any_failed.load(Ordering::Acquire) {
+            return false;
+        }
         self.failed
             .lock()
             .iter()
@@ -394,6 +401,9 @@ impl Store {
                 Some(last) if last.1 == after => last.1 = ticket,
                 _ => failed.push_back((after, ticket)),
             }
+            // Before the batch is decided: a waiter that sees it decided
+            // also sees the flag.
+            self.any_failed.store(true, Ordering::Release);
         }
         if !batch.is_empty()
             && let Some(hook) = self.hook.lock().as_ref().and_then(Weak::upgrade)

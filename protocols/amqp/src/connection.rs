@@ -272,14 +272,16 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             let paused = self.ctx.publish_while_blocked || window_full.is_some();
             let reading = !paused && self.session.outbox.len() < READ_PAUSE;
             let outbox = Arc::clone(&self.session.outbox);
-            let written = {
+            // Built only while the window is full (the loop runs per read).
+            let written = window_full.map(|t| {
                 let engine = engine.clone();
-                async move {
-                    match window_full {
-                        // Written or failed: either way it left memory.
-                        Some(t) => drop(engine.wait_durable(t).await),
-                        None => std::future::pending().await,
-                    }
+                // Written or failed: either way it left memory.
+                async move { drop(engine.wait_durable(t).await) }
+            });
+            let written = async move {
+                match written {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
