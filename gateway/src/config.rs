@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{SyncPolicy, Watermark, Watermarks};
+use gw_core::{EncryptionKeys, SyncPolicy, Watermark, Watermarks};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -31,6 +32,9 @@ pub enum ConfigError {
         /// toml's message (names the key and line).
         message: String,
     },
+    /// An encryption key file cannot be used.
+    #[error("{0}")]
+    Key(#[from] gw_core::KeyFileError),
     /// A value is out of its domain.
     #[error("invalid {key} '{value}': {reason}")]
     Invalid {
@@ -74,6 +78,8 @@ struct StorageFile {
     sync: Option<String>,
     cache_mb: Option<u64>,
     queue_memory_mb: Option<u64>,
+    encryption_key_file: Option<PathBuf>,
+    old_keys: Vec<PathBuf>,
 }
 
 /// Node-wide resource limits (RabbitMQ's `disk_free_limit` and
@@ -121,6 +127,9 @@ pub struct Config {
     pub queue_memory_bytes: u64,
     /// When publishers are held back for lack of disk or memory.
     pub watermarks: Watermarks,
+    /// Encryption at rest: the keys read from `[storage] encryption_key_file`
+    /// and `old_keys` (shown by their ids only).
+    pub encryption: Option<Arc<EncryptionKeys>>,
     /// AMQP listener and settings.
     pub amqp: DoorConfig,
     /// MQTT listener and settings.
@@ -145,6 +154,7 @@ impl Config {
             cache_bytes: 32 << 20,
             queue_memory_bytes: 8 << 20,
             watermarks: Watermarks::default(),
+            encryption: None,
             amqp: door(),
             mqtt: door(),
             http: door(),
@@ -188,6 +198,7 @@ impl Config {
             }
         };
         let watermarks = watermarks(cli, &file.limits)?;
+        let encryption = encryption_keys(cli, &file.storage)?;
         Ok(Config {
             data_dir,
             log_format,
@@ -200,6 +211,7 @@ impl Config {
             cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
             watermarks,
+            encryption,
             amqp: door(
                 "amqp listen address",
                 cli.amqp_listen.as_deref(),
@@ -291,6 +303,37 @@ fn watermarks(cli: &Cli, file: &LimitsFile) -> Result<Watermarks, ConfigError> {
         disk_free_min,
         memory_high,
     })
+}
+
+/// The keys of encryption at rest: the flag or `GATEWAY_ENCRYPTION_KEY_FILE`,
+/// else `[storage] encryption_key_file`; old keys likewise. Old keys without
+/// a current one are refused: they would be silently unused.
+fn encryption_keys(
+    cli: &Cli,
+    file: &StorageFile,
+) -> Result<Option<Arc<EncryptionKeys>>, ConfigError> {
+    let old: Vec<PathBuf> = match &cli.encryption_old_keys {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => file.old_keys.clone(),
+    };
+    let current = cli
+        .encryption_key_file
+        .as_ref()
+        .or(file.encryption_key_file.as_ref());
+    match current {
+        Some(path) => Ok(Some(Arc::new(EncryptionKeys::from_files(path, &old)?))),
+        None if old.is_empty() => Ok(None),
+        None => Err(invalid(
+            "storage.old_keys",
+            &old[0].display().to_string(),
+            "old keys need a current one (storage.encryption_key_file)",
+        )),
+    }
 }
 
 /// One watermark: `off`, a size (`1GiB`, `512MB`) or a fraction (`5%`, `0.05`).
@@ -415,6 +458,39 @@ mod tests {
         let c = Config::load(&cli).unwrap();
         assert_eq!(c.watermarks.disk_free_min, Some(Watermark::Off));
         assert_eq!(c.watermarks.memory_high, Watermark::Bytes(512_000_000));
+    }
+
+    #[test]
+    fn encryption_keys_from_the_file_and_flags() {
+        let keys = tempfile::tempdir().unwrap();
+        let (current, old) = (keys.path().join("new.key"), keys.path().join("old.key"));
+        let new_id = gw_core::generate_key_file(&current).unwrap();
+        gw_core::generate_key_file(&old).unwrap();
+        assert!(Config::load(&Cli::default()).unwrap().encryption.is_none());
+        let (_d, cli) = cli_with(&format!(
+            "[storage]\nencryption_key_file = {:?}\nold_keys = [{:?}]\n",
+            current, old
+        ));
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.encryption.as_ref().unwrap().current_id(), new_id);
+        // What --check-config prints names the keys by id, never by value.
+        let shown = format!("{c:?}");
+        assert!(shown.contains(&new_id), "{shown}");
+        let text = std::fs::read_to_string(&current).unwrap();
+        assert!(!shown.contains(text.trim()), "{shown}");
+        // Old keys alone would be silently unused.
+        let cli = Cli {
+            encryption_old_keys: Some(old.display().to_string()),
+            ..Cli::default()
+        };
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("storage.old_keys"), "{e}");
+        let cli = Cli {
+            encryption_key_file: Some(keys.path().join("missing.key")),
+            ..Cli::default()
+        };
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("missing.key"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The engine's behavioural suite, run on every storage backend. Each test is
 //! written once, in `backends/*.rs`, against a [`common::Backend`], and
-//! instantiated below for each backend: `fjall::…` and `memory::…`. A new
+//! instantiated below for each backend: `fjall::…`, `memory::…` and
+//! `fjall_encrypted::…` (fjall with encryption at rest). A new
 //! backend passes when it adds one line at the bottom and every test is green.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
@@ -73,3 +74,4 @@ macro_rules! suite {
 
 suite!(fjall);
 suite!(memory);
+suite!(fjall_encrypted);

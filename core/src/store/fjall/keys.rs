@@ -20,6 +20,9 @@ pub(crate) mod kind {
     pub const SHARED_REFS: u8 = b'c';
     pub const RETAINED: u8 = b'r';
     pub const ADAPTER_STATE: u8 = b'k';
+    /// Present in an encrypted data directory: a known value sealed under
+    /// the current key (`check_encryption` in mod.rs).
+    pub const ENCRYPTION: u8 = b'e';
 }
 
 /// Builds a key from parts.
