@@ -55,6 +55,7 @@ mod routing;
 mod store;
 mod tenant;
 mod timers;
+mod topic_auth;
 mod trim;
 mod watermarks;
 
@@ -80,4 +81,5 @@ pub use store::{
     SyncPolicy, Ticket, create_dir_all_durably, generate_key_file,
 };
 pub use tenant::PREDECLARED;
+pub use topic_auth::{TopicPermission, TopicRules};
 pub use watermarks::{AlarmKind, NodeAlarm, Watermark, Watermarks};

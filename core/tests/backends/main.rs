@@ -47,6 +47,7 @@ macro_rules! suite {
                 restarts::retained_messages_and_adapter_state_survive,
                 restarts::a_backlog_behind_the_memory_window_is_read_back_in_order,
                 restarts::ids_are_never_reused_across_restarts,
+                restarts::topic_permissions_survive_a_restart,
             );
             suite!(@sync $backend;
                 state_machine::standard_queue_never_loses_or_resurrects,

@@ -56,6 +56,7 @@ pub(super) fn catalog(store: &Open) -> Result<Catalog, StoreError> {
         next_message_id: counter(meta, Counter::MessageIds)?,
         next_queue_id: counter(meta, Counter::QueueIds)?,
         users: records(store, kind::USER)?,
+        topic_permissions: records(store, kind::TOPIC_PERMISSION)?,
         tenants: records(store, kind::TENANT)?,
         exchanges: records(store, kind::EXCHANGE)?,
         queues: records(store, kind::QUEUE)?,

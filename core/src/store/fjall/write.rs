@@ -23,6 +23,16 @@ pub(super) fn apply(store: &Open, epoch: u64, writes: &[Write]) -> Result<(), fj
             Write::ForgetTenant(name) => batch.remove(meta, keys::tenant(name)),
             Write::User(rec) => put_meta(&mut batch, store, keys::user(&rec.name), rec),
             Write::ForgetUser(name) => batch.remove(meta, keys::user(name)),
+            Write::TopicPermission(rec) => {
+                let p = &rec.permission;
+                let key = keys::topic_permission(&rec.user, &p.tenant, &p.exchange);
+                put_meta(&mut batch, store, key, rec)
+            }
+            Write::ForgetTopicPermission {
+                user,
+                tenant,
+                exchange,
+            } => batch.remove(meta, keys::topic_permission(user, tenant, exchange)),
             Write::Exchange(rec) => put_meta(
                 &mut batch,
                 store,
