@@ -102,12 +102,40 @@ struct DoorFile {
 }
 
 /// One door's listener and settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DoorConfig {
     /// Where to listen, in order; empty: the door is off.
     pub listen: Vec<ListenAddr>,
     /// Door-specific settings from the file's table (each door parses its own).
     pub settings: toml::Table,
+}
+
+/// `--check-config` prints the configuration: a door setting that holds a
+/// secret (a token, a password) is shown as `<redacted>`.
+impl std::fmt::Debug for DoorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |k: &str| {
+            ["token", "password", "secret"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        let settings: toml::Table = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret(k) {
+                    toml::Value::String("<redacted>".into())
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect();
+        f.debug_struct("DoorConfig")
+            .field("listen", &self.listen)
+            .field("settings", &settings)
+            .finish()
+    }
 }
 
 /// The merged, validated configuration.
@@ -491,6 +519,18 @@ mod tests {
         };
         let e = Config::load(&cli).unwrap_err().to_string();
         assert!(e.contains("missing.key"), "{e}");
+    }
+
+    #[test]
+    fn secrets_in_door_settings_are_not_shown() {
+        let (_d, cli) =
+            cli_with("[http]\nmetrics_token = \"s3cr3t-scrape-token\"\nmax_connections = 7\n");
+        let shown = format!("{:?}", Config::load(&cli).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("max_connections"),
+            "{shown}"
+        );
     }
 
     #[test]

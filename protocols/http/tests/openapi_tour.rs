@@ -18,7 +18,8 @@ async fn every_documented_operation_answers_as_documented() {
     let anon = api.anonymous();
     anon.get("/healthz").await.expect(200);
     anon.get("/readyz").await.expect(200);
-    anon.get("/metrics").await.expect(200);
+    anon.get("/metrics").await.expect(401);
+    api.get("/metrics").await.expect(200);
     anon.get("/openapi.json").await.expect(200);
     anon.get("/mqtt").await.expect(404);
 
