@@ -19,6 +19,7 @@ use super::records::{
 use super::writes::Write;
 use crate::auth::UserRecord;
 use crate::error::StoreError;
+use crate::identity::{AccessKeyRecord, ProjectRecord, TokenRecord};
 use crate::message::Message;
 
 /// Entries of a queue's log: sequence number and message (`None`: gone).
@@ -37,6 +38,9 @@ pub(crate) struct Catalog {
     pub next_queue_id: u64,
     pub users: Vec<UserRecord>,
     pub tenants: Vec<TenantRecord>,
+    pub projects: Vec<ProjectRecord>,
+    pub access_keys: Vec<AccessKeyRecord>,
+    pub tokens: Vec<TokenRecord>,
     pub exchanges: Vec<ExchangeRecord>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingRecord>,

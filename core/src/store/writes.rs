@@ -8,6 +8,7 @@ use super::records::{
     BindingRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord, TenantRecord,
 };
 use crate::auth::UserRecord;
+use crate::identity::{AccessKeyRecord, ProjectRecord, TokenRecord};
 use crate::message::Message;
 
 /// The id counters the engine keeps across restarts.
@@ -35,6 +36,15 @@ pub(crate) enum Write {
     ForgetTenant(String),
     User(UserRecord),
     ForgetUser(String),
+    /// A tenant's project id (keyed by tenant).
+    Project(ProjectRecord),
+    ForgetProject(String),
+    /// An access key, its SK sealed (keyed by AK).
+    AccessKey(AccessKeyRecord),
+    ForgetAccessKey(String),
+    /// A token's digest and scope (keyed by digest).
+    Token(TokenRecord),
+    ForgetToken([u8; 32]),
     Exchange(ExchangeRecord),
     ForgetExchange {
         tenant: String,

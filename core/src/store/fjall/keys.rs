@@ -20,6 +20,9 @@ pub(crate) mod kind {
     pub const SHARED_REFS: u8 = b'c';
     pub const RETAINED: u8 = b'r';
     pub const ADAPTER_STATE: u8 = b'k';
+    pub const PROJECT: u8 = b'p';
+    pub const ACCESS_KEY: u8 = b'a';
+    pub const TOKEN: u8 = b'o';
 }
 
 /// Builds a key from parts.
@@ -71,6 +74,21 @@ pub(crate) fn tenant(name: &str) -> Vec<u8> {
 
 pub(crate) fn user(name: &str) -> Vec<u8> {
     KeyBuf::new(kind::USER).str(name).done()
+}
+
+pub(crate) fn project(tenant: &str) -> Vec<u8> {
+    KeyBuf::new(kind::PROJECT).str(tenant).done()
+}
+
+pub(crate) fn access_key(access: &str) -> Vec<u8> {
+    KeyBuf::new(kind::ACCESS_KEY).str(access).done()
+}
+
+pub(crate) fn token(digest: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(kind::TOKEN);
+    k.extend_from_slice(digest);
+    k
 }
 
 pub(crate) fn exchange(tenant: &str, name: &str) -> Vec<u8> {

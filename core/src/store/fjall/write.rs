@@ -19,6 +19,12 @@ pub(super) fn apply(store: &Open, epoch: u64, writes: &[Write]) -> Result<(), fj
             Write::ForgetTenant(name) => batch.remove(meta, keys::tenant(name)),
             Write::User(rec) => batch.insert(meta, keys::user(&rec.name), encode(rec)),
             Write::ForgetUser(name) => batch.remove(meta, keys::user(name)),
+            Write::Project(rec) => batch.insert(meta, keys::project(&rec.tenant), encode(rec)),
+            Write::ForgetProject(tenant) => batch.remove(meta, keys::project(tenant)),
+            Write::AccessKey(rec) => batch.insert(meta, keys::access_key(&rec.access), encode(rec)),
+            Write::ForgetAccessKey(access) => batch.remove(meta, keys::access_key(access)),
+            Write::Token(rec) => batch.insert(meta, keys::token(&rec.digest), encode(rec)),
+            Write::ForgetToken(digest) => batch.remove(meta, keys::token(digest)),
             Write::Exchange(rec) => {
                 batch.insert(meta, keys::exchange(&rec.tenant, &rec.name), encode(rec))
             }
