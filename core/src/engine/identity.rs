@@ -89,14 +89,30 @@ impl Engine {
         recs.iter().map(AccessKeyInfo::from).collect()
     }
 
-    /// Activates or deactivates an access key.
-    pub fn set_access_key_active(&self, access: &str, active: bool) -> Result<AccessKeyInfo> {
+    /// Activates or deactivates an access key and/or changes its description.
+    pub fn update_access_key(
+        &self,
+        access: &str,
+        active: Option<bool>,
+        description: Option<&str>,
+    ) -> Result<AccessKeyInfo> {
         let (mut rec, secret) = self
             .inner
             .access_keys
             .secret(access)
             .ok_or_else(|| Error::not_found("access key", access))?;
-        rec.active = active;
+        if let Some(d) = description {
+            if d.chars().count() > MAX_DESCRIPTION {
+                return Err(Error::invalid(
+                    "description",
+                    format!("longer than {MAX_DESCRIPTION} characters"),
+                ));
+            }
+            d.clone_into(&mut rec.description);
+        }
+        if let Some(a) = active {
+            rec.active = a;
+        }
         self.inner
             .store()
             .submit(Write::AccessKey(rec.clone()), true);

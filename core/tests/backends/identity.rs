@@ -28,7 +28,8 @@ pub async fn projects_access_keys_and_tokens_survive_a_restart(b: Backend) {
             e.create_access_key("guest", "third"),
             Err(Error::LimitReached(_))
         ));
-        e.set_access_key_active(&second.access, false).unwrap();
+        e.update_access_key(&second.access, Some(false), Some("old"))
+            .unwrap();
         assert!(e.access_key_secret(&second.access, None).is_err());
         ak = info.access;
         sk = secret;

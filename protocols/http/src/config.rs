@@ -42,6 +42,13 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Largest WebSocket message accepted on `/mqtt`.
     pub websocket_max_message_bytes: usize,
+    /// Seconds a token from `POST /v3/auth/tokens` lives (Keystone: 24 h).
+    pub token_ttl_secs: u64,
+    /// The region named in tokens' service catalog.
+    pub region: String,
+    /// The base URL the catalog gives for the `dms` service (`http://host:port`);
+    /// empty: the `Host` the token was requested at, over http.
+    pub public_url: String,
 }
 
 impl Default for Config {
@@ -60,6 +67,9 @@ impl Default for Config {
             header_read_timeout_secs: 30,
             body_timeout_secs: 30,
             websocket_max_message_bytes: 16 * 1024 * 1024,
+            token_ttl_secs: 24 * 3600,
+            region: "local".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -119,6 +129,17 @@ impl Config {
         }
         if self.max_consume_bytes == 0 {
             return err("max_consume_bytes", "must be at least 1");
+        }
+        if self.token_ttl_secs == 0 {
+            return err("token_ttl_secs", "must be at least 1");
+        }
+        if self.region.is_empty() {
+            return err("region", "must not be empty");
+        }
+        if !self.public_url.is_empty()
+            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        {
+            return err("public_url", "must start with http:// or https://");
         }
         Ok(())
     }
