@@ -136,9 +136,8 @@ impl Config {
         if self.region.is_empty() {
             return err("region", "must not be empty");
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return err("public_url", "must start with http:// or https://");
         }
         Ok(())

@@ -73,7 +73,7 @@ type KResult<T> = Result<T, KeystoneError>;
 
 /// The version document.
 #[utoipa::path(get, path = "/v3", tag = "identity",
-    responses((status = 200, description = "Keystone v3 version document")))]
+    responses((status = 200, description = "Keystone v3 version document", body = Object)))]
 pub async fn version(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let base = base_url(&state, &headers);
     Json(json!({"version": {
@@ -151,7 +151,7 @@ fn unauthorized(msg: impl Into<String>) -> KeystoneError {
 #[utoipa::path(post, path = "/v3/auth/tokens", tag = "identity",
     request_body = AuthRequest,
     responses(
-        (status = 201, description = "The token (in X-Subject-Token) and its catalog"),
+        (status = 201, description = "The token (in X-Subject-Token) and its catalog", body = Object),
         (status = 400, description = "Malformed request"),
         (status = 401, description = "Wrong credentials, or no permission on the project"),
     ))]
@@ -326,7 +326,7 @@ fn subject(
 /// Validates the token in `X-Subject-Token` (GET answers its body, HEAD only the status).
 #[utoipa::path(get, path = "/v3/auth/tokens", tag = "identity",
     responses(
-        (status = 200, description = "The token is valid; its body"),
+        (status = 200, description = "The token is valid; its body", body = Object),
         (status = 401, description = "The caller's credentials are wrong"),
         (status = 404, description = "The subject token is unknown, revoked or expired"),
     ))]

@@ -96,7 +96,7 @@ mod tests {
     fn times_are_keystone_shaped() {
         assert_eq!(super::iso_time(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
-            super::iso_time(1_795_938_408_123),
+            super::iso_time(1_796_197_608_123),
             "2026-12-02T07:46:48.123000Z"
         );
     }
