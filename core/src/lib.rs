@@ -62,7 +62,7 @@ mod watermarks;
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{
-    Created, Engine, EngineConfig, ExchangeInfo, PublishReceipt, QueueSpec, Tenant,
+    Created, Engine, EngineConfig, ExchangeInfo, Login, PublishReceipt, QueueSpec, Tenant,
     dead_letter_queue_name,
 };
 pub use error::{Error, Result, StoreError};

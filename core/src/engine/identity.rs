@@ -13,6 +13,16 @@ use crate::identity::{
 use crate::message::now_millis;
 use crate::store::Write;
 
+/// A successful login ([`Engine::login_async`]).
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// Who logged in.
+    pub principal: Principal,
+    /// When a token login's token expires (ms since the epoch); `None` for
+    /// a password, which was checked once and does not expire.
+    pub expires_at: Option<u64>,
+}
+
 /// Longest description of an access key (Huawei IAM's limit).
 const MAX_DESCRIPTION: usize = 255;
 
@@ -211,6 +221,50 @@ impl Engine {
             .principal_from(&rec.user, peer)?
             .scoped_to(&rec.tenant);
         Ok((principal, TokenInfo::from(&rec)))
+    }
+
+    /// A token presented as the password of a login (AMQP, RabbitMQ's OAuth 2
+    /// way): valid, and the user's own (an empty user name stands for the
+    /// token's user). Returns the principal, limited to the token's tenant.
+    pub fn token_login(
+        &self,
+        user: &str,
+        token: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(Principal, TokenInfo)> {
+        let (principal, info) = self.validate_token(token, peer)?;
+        if !user.is_empty() && user != info.user {
+            return Err(Error::AuthenticationFailed(format!(
+                "the token is not user '{user}'s"
+            )));
+        }
+        Ok((principal, info))
+    }
+
+    /// A login by password or by token: a secret that is one of the user's
+    /// live tokens logs in with it (and the login lasts as long as the
+    /// token, [`Login::expires_at`]); anything else is checked as the
+    /// user's password.
+    pub async fn login_async(
+        &self,
+        user: &str,
+        secret: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Login> {
+        if let Ok(token) = std::str::from_utf8(secret)
+            && identity::looks_like_token(token)
+            && let Ok((principal, info)) = self.token_login(user, token, peer)
+        {
+            return Ok(Login {
+                principal,
+                expires_at: Some(info.expires_at),
+            });
+        }
+        let principal = self.authenticate_async(user, secret, peer).await?;
+        Ok(Login {
+            principal,
+            expires_at: None,
+        })
     }
 
     /// Revokes a token.

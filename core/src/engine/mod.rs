@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 pub use dead_letters::dead_letter_queue_name;
+pub use identity::Login;
 pub use tenant::{ExchangeInfo, PublishReceipt, QueueSpec, Tenant};
 pub use undo::Created;
 

@@ -23,7 +23,7 @@ pub(crate) use node_key::NodeKey;
 pub use projects::is_project_id;
 pub(crate) use projects::{ProjectRecord, Projects, new_project_id};
 pub use tokens::{DEFAULT_TOKEN_TTL_MS, TokenInfo};
-pub(crate) use tokens::{TokenRecord, Tokens, new_token, token_digest};
+pub(crate) use tokens::{TokenRecord, Tokens, looks_like_token, new_token, token_digest};
 
 use sha2::{Digest, Sha256};
 

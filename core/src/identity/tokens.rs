@@ -64,7 +64,15 @@ pub(crate) fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A fresh token: 32 random bytes, URL-safe base64 without padding (43 characters).
+/// Whether a string has a token's shape (a password rarely has: it spares
+/// a token look-up per password login).
+pub(crate) fn looks_like_token(s: &str) -> bool {
+    s.len() == 44
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fresh token: 33 random bytes (264 bits), URL-safe base64 (44 characters).
 pub(crate) fn new_token() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut b = [0u8; 33];
