@@ -152,8 +152,8 @@ fn unauthorized(msg: impl Into<String>) -> KeystoneError {
     request_body = AuthRequest,
     responses(
         (status = 201, description = "The token (in X-Subject-Token) and its catalog", body = Object),
-        (status = 400, description = "Malformed request"),
-        (status = 401, description = "Wrong credentials, or no permission on the project"),
+        (status = 400, description = "Malformed request", body = Object),
+        (status = 401, description = "Wrong credentials, or no permission on the project", body = Object),
     ))]
 pub async fn issue(
     State(state): State<AppState>,
@@ -327,8 +327,8 @@ fn subject(
 #[utoipa::path(get, path = "/v3/auth/tokens", tag = "identity",
     responses(
         (status = 200, description = "The token is valid; its body", body = Object),
-        (status = 401, description = "The caller's credentials are wrong"),
-        (status = 404, description = "The subject token is unknown, revoked or expired"),
+        (status = 401, description = "The caller's credentials are wrong", body = Object),
+        (status = 404, description = "The subject token is unknown, revoked or expired", body = Object),
     ))]
 pub async fn validate(
     State(state): State<AppState>,
@@ -347,7 +347,7 @@ pub async fn validate(
 #[utoipa::path(delete, path = "/v3/auth/tokens", tag = "identity",
     responses(
         (status = 204, description = "Revoked"),
-        (status = 404, description = "The subject token is unknown, revoked or expired"),
+        (status = 404, description = "The subject token is unknown, revoked or expired", body = Object),
     ))]
 pub async fn revoke(
     State(state): State<AppState>,
