@@ -10,8 +10,8 @@
 //! The URI is percent-decoded, split at `/`, each segment percent-encoded
 //! again (all but `A-Za-z0-9-_.~`) and a `/` appended; the query is sorted
 //! by (name, value) and encoded the same way; the body hash is the
-//! `X-Sdk-Content-Sha256` header when given (`UNSIGNED-PAYLOAD`), else
-//! computed. `X-Sdk-Date` (`YYYYMMDDTHHMMSSZ`, UTC) must be signed and within
+//! `X-Sdk-Content-Sha256` header when given (`UNSIGNED-PAYLOAD`, or the
+//! body's own hash: any other is a mismatch), else computed. `X-Sdk-Date` (`YYYYMMDDTHHMMSSZ`, UTC) must be signed and within
 //! [`MAX_SKEW_SECS`] of our clock, so a captured request cannot be replayed
 //! later. The comparison is constant-time.
 
@@ -26,6 +26,8 @@ pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "x-sdk-date";
 /// The header that names the body hash instead of the body.
 pub const CONTENT_SHA256_HEADER: &str = "x-sdk-content-sha256";
+/// The `X-Sdk-Content-Sha256` value that leaves the body unsigned.
+const UNSIGNED_PAYLOAD: &[u8] = b"UNSIGNED-PAYLOAD";
 /// How far `X-Sdk-Date` may be from our clock (the SDKs' gateway uses 15 minutes).
 pub const MAX_SKEW_SECS: u64 = 15 * 60;
 /// Longest `Authorization` value we parse.
@@ -291,9 +293,17 @@ pub fn canonical_request(req: &Request<'_>, signed: &[String]) -> Result<String,
     out.push('\n');
     out.push_str(&signed.join(";"));
     out.push('\n');
-    match req.headers.get(CONTENT_SHA256_HEADER) {
-        Some(v) => out.push_str(&String::from_utf8_lossy(v.as_bytes())),
-        None => out.push_str(&hex::encode(Sha256::digest(req.body))),
+    // A named body hash stands for the body only when it is the body's (a
+    // signed hash of another body must not let a changed body through);
+    // `UNSIGNED-PAYLOAD` is the SDKs' explicit opt-out.
+    let computed = hex::encode(Sha256::digest(req.body));
+    match req.headers.get(CONTENT_SHA256_HEADER).map(|v| v.as_bytes()) {
+        Some(UNSIGNED_PAYLOAD) => out.push_str("UNSIGNED-PAYLOAD"),
+        Some(named) if named.eq_ignore_ascii_case(computed.as_bytes()) => {
+            out.push_str(&String::from_utf8_lossy(named));
+        }
+        Some(_) => return Err(SignatureError::Mismatch),
+        None => out.push_str(&computed),
     }
     Ok(out)
 }
@@ -451,6 +461,99 @@ mod tests {
             "SDK-HMAC-SHA256 Access=A K, SignedHeaders=host, Signature=00",
         ] {
             assert!(matches!(parse(bad), Some(Err(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_named_body_hash_must_be_the_bodys() {
+        let body = br#"{"name":"q"}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-sdk-date", "20261202T074648Z".parse().unwrap());
+        fn req<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
+            Request {
+                method: &Method::POST,
+                path: "/v2/p/queues",
+                query: None,
+                headers,
+                body,
+            }
+        }
+        let signed = vec!["x-sdk-date".to_owned()];
+        let own = hex::encode(Sha256::digest(body));
+        headers.insert(CONTENT_SHA256_HEADER, own.parse().unwrap());
+        assert!(
+            canonical_request(&req(&headers, body), &signed)
+                .unwrap()
+                .ends_with(&own)
+        );
+        headers.insert(CONTENT_SHA256_HEADER, "UNSIGNED-PAYLOAD".parse().unwrap());
+        assert!(
+            canonical_request(&req(&headers, body), &signed)
+                .unwrap()
+                .ends_with("\nUNSIGNED-PAYLOAD")
+        );
+        let other = hex::encode(Sha256::digest(b"another body"));
+        headers.insert(CONTENT_SHA256_HEADER, other.parse().unwrap());
+        assert_eq!(
+            canonical_request(&req(&headers, body), &signed),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// Any Authorization value parses or is refused, never panics; and
+        /// path and query canonicalisation take any input.
+        #[test]
+        fn parsing_takes_any_input(value in ".{0,200}", path in ".{0,80}", query in ".{0,80}") {
+            let _ = parse(&format!("SDK-HMAC-SHA256 {value}"));
+            let _ = parse(&value);
+            let _ = canonical_uri(&path);
+            let _ = canonical_query(Some(&query));
+        }
+
+        /// What we render parses back to the same parts.
+        #[test]
+        fn rendered_headers_parse_back(
+            access in "[A-Z0-9]{1,30}",
+            names in proptest::collection::vec("[a-z0-9_-]{1,20}", 1..6),
+            signature in proptest::array::uniform32(proptest::num::u8::ANY),
+        ) {
+            let value = format!(
+                "SDK-HMAC-SHA256 Access={access}, SignedHeaders={}, Signature={}",
+                names.join(";"),
+                hex::encode(signature)
+            );
+            let parsed = parse(&value).unwrap().unwrap();
+            proptest::prop_assert_eq!(parsed, SignedAuth { access, signed_headers: names, signature });
+        }
+
+        /// A signature over a body verifies, and no longer once any byte of
+        /// the body changed.
+        #[test]
+        fn a_changed_body_never_verifies(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 1..512),
+            secret in "[A-Za-z0-9]{40}",
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-sdk-date", "20261202T074648Z".parse().unwrap());
+            let signed = vec!["x-sdk-date".to_owned()];
+            let req = Request { method: &Method::POST, path: "/v2/p/queues", query: None, headers: &headers, body: &body };
+            let canonical = canonical_request(&req, &signed).unwrap();
+            let auth = SignedAuth {
+                access: "AK".into(),
+                signed_headers: signed,
+                signature: hmac_sha256(secret.as_bytes(), string_to_sign(&canonical, "20261202T074648Z").as_bytes()),
+            };
+            let now = 1_796_197_608;
+            proptest::prop_assert_eq!(verify(&auth, &req, secret.as_bytes(), now), Ok(()));
+            let mut changed = body.clone();
+            changed[at.index(body.len())] ^= flip;
+            let tampered = Request { body: &changed, ..req };
+            proptest::prop_assert_eq!(verify(&auth, &tampered, secret.as_bytes(), now), Err(SignatureError::Mismatch));
         }
     }
 }
