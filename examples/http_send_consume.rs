@@ -34,16 +34,23 @@ pub async fn run(
             .send()
     };
 
-    // Create the queue and its group; 409 means they exist already.
-    for (url, body) in [
-        (queues.clone(), json!({"name": queue})),
+    // Create the queue and its group; DMS answers 400 with error code
+    // 10240017 (queue) or 10240018 (group) when they exist already.
+    for (url, body, exists) in [
+        (queues.clone(), json!({"name": queue}), "10240017"),
         (
             format!("{queues}/{queue}/groups"),
             json!({"groups": [{"name": "demo"}]}),
+            "10240018",
         ),
     ] {
         let resp = post(url, body).await?;
-        if resp.status() != StatusCode::CONFLICT {
+        if resp.status() == StatusCode::BAD_REQUEST {
+            let err: Value = resp.json().await?;
+            if err["error_code"] != exists {
+                return Err(format!("create refused: {err}").into());
+            }
+        } else {
             resp.error_for_status()?;
         }
     }

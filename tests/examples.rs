@@ -73,7 +73,7 @@ async fn single_door_examples_get_back_what_they_sent() {
     .await
     .unwrap();
     assert_eq!(got, hellos(3));
-    // Run again: the queue and group exist now (409s are expected), and
+    // Run again: the queue and group exist now (DMS's 400s are expected), and
     // nothing of the first run is left to consume.
     let got = within(
         "the HTTP example, again",

@@ -129,6 +129,8 @@ pub struct Principal {
     /// The user's topic permissions (every tenant), compiled per connection
     /// by [`Principal::topic_rules`].
     topic: Arc<[TopicPermission]>,
+    /// A token's project: the principal may use no other tenant.
+    scope: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -159,6 +161,7 @@ impl Principal {
             tags: rec.tags.clone().into(),
             permissions: permissions.into(),
             topic: topic.into(),
+            scope: None,
         })
     }
 
@@ -184,9 +187,24 @@ impl Principal {
         self.tags.iter().any(|t| t == ADMINISTRATOR)
     }
 
-    /// True when the user has any permission on the tenant.
+    /// The same user limited to one tenant (a token scoped to a project).
+    pub fn scoped_to(mut self, tenant: &str) -> Self {
+        self.scope = Some(tenant.into());
+        self
+    }
+
+    /// The one tenant this principal is limited to, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn in_scope(&self, tenant: &str) -> bool {
+        self.scope.as_deref().is_none_or(|s| s == tenant)
+    }
+
+    /// True when the user has any permission on the tenant (and it is in scope).
     pub fn may_use_tenant(&self, tenant: &str) -> bool {
-        self.permissions.iter().any(|p| p.tenant == tenant)
+        self.in_scope(tenant) && self.permissions.iter().any(|p| p.tenant == tenant)
     }
 
     /// Checks one access to a named resource; the default exchange is checked
@@ -197,18 +215,19 @@ impl Principal {
         } else {
             resource
         };
-        let allowed = self
-            .permissions
-            .iter()
-            .filter(|p| p.tenant == tenant)
-            .any(|p| {
-                let re = match access {
-                    Access::Configure => &p.configure,
-                    Access::Write => &p.write,
-                    Access::Read => &p.read,
-                };
-                re.as_ref().is_some_and(|r| r.is_match(resource))
-            });
+        let allowed = self.in_scope(tenant)
+            && self
+                .permissions
+                .iter()
+                .filter(|p| p.tenant == tenant)
+                .any(|p| {
+                    let re = match access {
+                        Access::Configure => &p.configure,
+                        Access::Write => &p.write,
+                        Access::Read => &p.read,
+                    };
+                    re.as_ref().is_some_and(|r| r.is_match(resource))
+                });
         if allowed {
             Ok(())
         } else {
@@ -416,6 +435,20 @@ impl Users {
         let p = Principal::from_record(rec, topic)?;
         self.principals.write().insert(rec.name.clone(), p.clone());
         Ok(p)
+    }
+
+    /// The principal of a user who proved itself otherwise (an access key, a
+    /// token), refused from elsewhere than loopback for loopback-only users.
+    pub fn principal_from(&self, name: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        let rec = self
+            .get(name)
+            .ok_or_else(|| Error::AuthenticationFailed(format!("{name} (no such user)")))?;
+        if rec.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
+            return Err(Error::AuthenticationFailed(format!(
+                "{name} (only from loopback)"
+            )));
+        }
+        self.compiled(&rec)
     }
 
     /// The principal of a user without a password check (anonymous logins the

@@ -47,6 +47,7 @@ mod engine;
 mod error;
 mod extensions;
 mod group;
+mod identity;
 mod message;
 mod names;
 mod password_check;
@@ -62,12 +63,15 @@ mod watermarks;
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, UserInfo};
 pub use connections::{ConnectionGuard, ConnectionInfo};
 pub use engine::{
-    Created, Engine, EngineConfig, ExchangeInfo, PublishReceipt, QueueSpec, Tenant,
+    Created, Engine, EngineConfig, ExchangeInfo, Login, PublishReceipt, QueueSpec, Tenant,
     dead_letter_queue_name,
 };
 pub use error::{Error, Result, StoreError};
 pub use extensions::{X_DELAY, X_GROUP_ID, X_TAGS};
 pub use group::{DeathReason, Delivery, DeliveryTag, MessageState};
+pub use identity::{
+    AccessKeyInfo, DEFAULT_TOKEN_TTL_MS, MAX_ACCESS_KEYS, TokenInfo, is_project_id, user_id,
+};
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
 pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};
 pub use queue::{

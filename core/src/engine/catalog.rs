@@ -55,6 +55,7 @@ impl EngineInner {
             created_at,
         };
         self.store().submit(Write::Tenant(rec), true);
+        self.assign_project(name);
         Ok(true)
     }
 

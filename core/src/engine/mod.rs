@@ -13,6 +13,7 @@
 
 mod catalog;
 mod dead_letters;
+mod identity;
 mod publish;
 mod queues;
 mod recovery;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 pub use dead_letters::dead_letter_queue_name;
+pub use identity::Login;
 pub use tenant::{ExchangeInfo, PublishReceipt, QueueSpec, Tenant};
 pub use undo::Created;
 
@@ -40,6 +42,7 @@ use crate::auth::Users;
 use crate::connections::{ConnectionGuard, ConnectionInfo, Connections};
 use crate::delay::Delays;
 use crate::error::{Error, Result};
+use crate::identity::{AccessKeys, NodeKey, Projects, Tokens};
 use crate::message::{UnixMillis, now_millis};
 use crate::queue::{Queue, QueueHost, Services};
 use crate::store::{Store, StoreHealth, StoreHook, SyncPolicy, Ticket, Write};
@@ -109,6 +112,11 @@ pub(crate) struct EngineInner {
     config: EngineConfig,
     tenants: RwLock<HashMap<String, Arc<TenantState>>>,
     users: Users,
+    projects: Projects,
+    access_keys: AccessKeys,
+    tokens: Tokens,
+    /// Seals access keys' SKs at rest (`identity/node_key.rs`).
+    node_key: NodeKey,
     delays: Delays,
     next_id: AtomicU64,
     id_limit: AtomicU64,
@@ -158,6 +166,17 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        let node_key = match &config.storage {
+            Storage::Disk => NodeKey::load_or_create(&config.data_dir),
+            Storage::Memory(m) => Ok(m.node_key()),
+        };
+        let node_key = match node_key {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = backend.close();
+                return Err(e.into());
+            }
+        };
         let store = Store::start(backend, config.sync)?;
         let services = Arc::new(Services::new(
             Arc::clone(&store),
@@ -170,6 +189,10 @@ impl Engine {
             config,
             tenants: RwLock::new(HashMap::new()),
             users: Users::default(),
+            projects: Projects::default(),
+            access_keys: AccessKeys::default(),
+            tokens: Tokens::default(),
+            node_key,
             delays: Delays::default(),
             next_id: AtomicU64::new(catalog.next_message_id),
             id_limit: AtomicU64::new(catalog.next_message_id),
@@ -306,6 +329,7 @@ impl Engine {
             .services
             .store
             .submit(Write::ForgetTenant(name.to_owned()), true);
+        self.inner.forget_project(name);
         Ok(())
     }
 

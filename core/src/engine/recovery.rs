@@ -44,6 +44,7 @@ impl EngineInner {
                 });
             }
         }
+        self.recover_identity(catalog.projects, catalog.access_keys, catalog.tokens);
         for x in catalog.exchanges {
             if let Some(t) = self.tenants.read().get(&x.tenant) {
                 t.exchanges.write().insert(

@@ -146,6 +146,7 @@ impl Engine {
             .services
             .store
             .submit(Write::ForgetUser(name.to_owned()), true);
+        self.inner.forget_credentials_of(name);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use super::records::{
 use super::writes::Write;
 use crate::auth::UserRecord;
 use crate::error::StoreError;
+use crate::identity::{AccessKeyRecord, ProjectRecord, TokenRecord};
 use crate::message::Message;
 
 /// Entries of a queue's log: sequence number and message (`None`: gone).
@@ -38,6 +39,9 @@ pub(crate) struct Catalog {
     pub users: Vec<UserRecord>,
     pub topic_permissions: Vec<TopicPermissionRecord>,
     pub tenants: Vec<TenantRecord>,
+    pub projects: Vec<ProjectRecord>,
+    pub access_keys: Vec<AccessKeyRecord>,
+    pub tokens: Vec<TokenRecord>,
     pub exchanges: Vec<ExchangeRecord>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingRecord>,

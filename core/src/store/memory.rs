@@ -20,6 +20,7 @@ use super::records::{
 use super::writes::{Counter, Write};
 use crate::auth::UserRecord;
 use crate::error::StoreError;
+use crate::identity::{AccessKeyRecord, NodeKey, ProjectRecord, TokenRecord};
 use crate::message::Message;
 
 /// Storage in memory that survives the engines opened on it (see the module
@@ -51,6 +52,16 @@ impl MemoryStore {
     /// `false`; for tests of flow control.
     pub fn set_stalled(&self, stalled: bool) {
         self.data.lock().stalled = stalled;
+    }
+
+    /// The node key of this storage (made at first use; a memory store has no
+    /// data directory to keep a key file in).
+    pub(crate) fn node_key(&self) -> NodeKey {
+        self.data
+            .lock()
+            .node_key
+            .get_or_insert_with(NodeKey::random)
+            .clone()
     }
 
     /// A backend over this storage for one engine run (a new epoch).
@@ -91,6 +102,11 @@ struct Data {
     users: BTreeMap<String, UserRecord>,
     /// Keyed by (user, tenant, exchange).
     topic_permissions: BTreeMap<(String, String, String), TopicPermissionRecord>,
+    projects: BTreeMap<String, ProjectRecord>,
+    access_keys: BTreeMap<String, AccessKeyRecord>,
+    tokens: BTreeMap<[u8; 32], TokenRecord>,
+    /// The node key engines opened on this storage seal secrets with.
+    node_key: Option<NodeKey>,
     exchanges: BTreeMap<(String, String), ExchangeRecord>,
     /// Keyed by tenant and the encoded spec (a binding has no shorter identity).
     bindings: BTreeMap<(String, Vec<u8>), BindingRecord>,
@@ -170,6 +186,24 @@ impl Data {
             }
             Write::ForgetUser(n) => {
                 self.users.remove(n);
+            }
+            Write::Project(r) => {
+                self.projects.insert(r.tenant.clone(), r.clone());
+            }
+            Write::ForgetProject(t) => {
+                self.projects.remove(t);
+            }
+            Write::AccessKey(r) => {
+                self.access_keys.insert(r.access.clone(), r.clone());
+            }
+            Write::ForgetAccessKey(a) => {
+                self.access_keys.remove(a);
+            }
+            Write::Token(r) => {
+                self.tokens.insert(r.digest, r.clone());
+            }
+            Write::ForgetToken(d) => {
+                self.tokens.remove(d);
             }
             Write::Exchange(r) => {
                 self.exchanges
@@ -370,6 +404,9 @@ impl Backend for MemoryBackend {
             users: d.users.values().cloned().collect(),
             topic_permissions: d.topic_permissions.values().cloned().collect(),
             tenants: d.tenants.values().cloned().collect(),
+            projects: d.projects.values().cloned().collect(),
+            access_keys: d.access_keys.values().cloned().collect(),
+            tokens: d.tokens.values().cloned().collect(),
             exchanges: d.exchanges.values().cloned().collect(),
             queues: d.queues.values().cloned().collect(),
             bindings: d.bindings.values().cloned().collect(),

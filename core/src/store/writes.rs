@@ -9,6 +9,7 @@ use super::records::{
     TopicPermissionRecord,
 };
 use crate::auth::UserRecord;
+use crate::identity::{AccessKeyRecord, ProjectRecord, TokenRecord};
 use crate::message::Message;
 
 /// The id counters the engine keeps across restarts.
@@ -43,6 +44,15 @@ pub(crate) enum Write {
         tenant: String,
         exchange: String,
     },
+    /// A tenant's project id (keyed by tenant).
+    Project(ProjectRecord),
+    ForgetProject(String),
+    /// An access key, its SK sealed (keyed by AK).
+    AccessKey(AccessKeyRecord),
+    ForgetAccessKey(String),
+    /// A token's digest and scope (keyed by digest).
+    Token(TokenRecord),
+    ForgetToken([u8; 32]),
     Exchange(ExchangeRecord),
     ForgetExchange {
         tenant: String,

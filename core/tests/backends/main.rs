@@ -8,6 +8,7 @@
 mod basics;
 #[path = "../common/mod.rs"]
 mod common;
+mod identity;
 mod limits;
 mod restarts;
 mod state_machine;
@@ -48,6 +49,8 @@ macro_rules! suite {
                 restarts::a_backlog_behind_the_memory_window_is_read_back_in_order,
                 restarts::ids_are_never_reused_across_restarts,
                 restarts::topic_permissions_survive_a_restart,
+                identity::projects_access_keys_and_tokens_survive_a_restart,
+                identity::secrets_are_not_stored_in_clear,
             );
             suite!(@sync $backend;
                 state_machine::standard_queue_never_loses_or_resurrects,

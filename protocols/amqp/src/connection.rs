@@ -211,6 +211,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let session = Arc::new(Session::new(SessionInit {
             tenant: opened.tenant,
             principal: opened.principal,
+            token_expires_at: opened.token_expires_at,
             conn_id,
             frame_max: opened.frame_max,
             max_message_size: server.config.max_message_size,
@@ -341,6 +342,24 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     }
 
     async fn frame(&mut self, frame: Frame) -> AmqpResult<Step> {
+        // A token login ends at the first frame after its token expired
+        // (as RabbitMQ's OAuth 2 backend); update-secret is the way on.
+        if let Some(at) = self.session.token_expires_at()
+            && at <= now_millis()
+            && !matches!(
+                frame,
+                Frame::Heartbeat
+                    | Frame::Method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_))
+                    )
+            )
+        {
+            return Err(AmqpError::access_refused(format!(
+                "the token of user '{}' has expired; refresh it with connection.update-secret",
+                self.session.user()
+            )));
+        }
         let id = frame.channel();
         if id == 0 {
             return self.channel_zero(frame).await;

@@ -42,6 +42,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 pub struct Opened {
     /// The authenticated user.
     pub principal: Principal,
+    /// When the token the client logged in with expires (ms since the
+    /// epoch); `None` for a password login.
+    pub token_expires_at: Option<u64>,
     /// The vhost opened.
     pub tenant: Tenant,
     /// Negotiated frame size.
@@ -93,12 +96,13 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         Ok(c) => c,
         Err(e) => return Err(hs.refuse(e, false).await),
     };
-    let principal = match server
+    // The password may be one of the user's tokens (RabbitMQ's OAuth 2 way).
+    let login = match server
         .engine
-        .authenticate_async(&user, &password, Some(peer.ip()))
+        .login_async(&user, &password, Some(peer.ip()))
         .await
     {
-        Ok(p) => p,
+        Ok(l) => l,
         Err(e) => {
             tracing::warn!(%peer, user, error = %e, "AMQP login refused");
             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
@@ -111,6 +115,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
             return Err(NotOpened);
         }
     };
+    let principal = login.principal.clone();
     let cfg = &server.config;
     hs.send(connection::AMQPMethod::Tune(connection::Tune {
         channel_max: cfg.channel_max,
@@ -166,6 +171,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     hs.send(connection::AMQPMethod::OpenOk(connection::OpenOk {}));
     Ok(Opened {
         principal,
+        token_expires_at: login.expires_at,
         tenant,
         frame_max: tune_ok.frame_max,
         channel_max: tune_ok.channel_max,

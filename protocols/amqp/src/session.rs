@@ -69,6 +69,9 @@ pub struct Session {
     /// The user's topic permissions on this vhost (`None`: every routing key
     /// of every topic exchange is allowed).
     topic_rules: RwLock<Option<Arc<TopicRules>>>,
+    /// When the login's token expires (ms since the epoch); 0 for a password
+    /// login. `connection.update-secret` with a newer token moves it.
+    token_expires_at: AtomicU64,
     /// Engine-wide id: owner of the connection's exclusive queues.
     pub conn_id: u64,
     /// Negotiated frame size.
@@ -102,6 +105,8 @@ pub struct SessionInit {
     pub tenant: Tenant,
     /// The user.
     pub principal: Principal,
+    /// When the login's token expires, for a token login.
+    pub token_expires_at: Option<u64>,
     /// Connection id.
     pub conn_id: u64,
     /// Negotiated frame size.
@@ -132,6 +137,7 @@ impl Session {
             tenant: init.tenant,
             principal: RwLock::new(init.principal),
             principal_epoch: AtomicU64::new(0),
+            token_expires_at: AtomicU64::new(init.token_expires_at.unwrap_or(0)),
             conn_id: init.conn_id,
             frame_max: init.frame_max,
             max_message_size: init.max_message_size,
@@ -158,6 +164,21 @@ impl Session {
         *self.topic_rules.write() = p.topic_rules(self.vhost(), "").map(Arc::new);
         *self.principal.write() = p;
         self.principal_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// When the login's token expires, for a connection that logged in
+    /// with a token.
+    pub fn token_expires_at(&self) -> Option<u64> {
+        match self.token_expires_at.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    /// A token login's new token (`connection.update-secret`).
+    pub fn set_token(&self, p: Principal, expires_at: u64) {
+        self.set_principal(p);
+        self.token_expires_at.store(expires_at, Ordering::Release);
     }
 
     /// Changes whenever the principal does.

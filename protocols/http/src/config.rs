@@ -42,6 +42,13 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Largest WebSocket message accepted on `/mqtt`.
     pub websocket_max_message_bytes: usize,
+    /// Seconds a token from `POST /v3/auth/tokens` lives (Keystone: 24 h).
+    pub token_ttl_secs: u64,
+    /// The region named in tokens' service catalog.
+    pub region: String,
+    /// The base URL the catalog gives for the `dms` service (`http://host:port`);
+    /// empty: the `Host` the token was requested at, over http.
+    pub public_url: String,
     /// A bearer token that lets a scraper read `/metrics` without a user
     /// (none by default: a user tagged `monitoring` or `administrator`).
     pub metrics_token: Option<Secret>,
@@ -98,6 +105,9 @@ impl Default for Config {
             body_timeout_secs: 30,
             websocket_max_message_bytes: 16 * 1024 * 1024,
             metrics_token: None,
+            token_ttl_secs: 24 * 3600,
+            region: "local".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -163,6 +173,16 @@ impl Config {
         }
         if self.max_consume_bytes == 0 {
             return err("max_consume_bytes", "must be at least 1");
+        }
+        if self.token_ttl_secs == 0 {
+            return err("token_ttl_secs", "must be at least 1");
+        }
+        if self.region.is_empty() {
+            return err("region", "must not be empty");
+        }
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return err("public_url", "must start with http:// or https://");
         }
         Ok(())
     }

@@ -123,6 +123,12 @@ impl ApiError {
         )
     }
 
+    /// 400 with a specific DMS code and a whole message: DMS answers 400 for
+    /// a name already taken or a quota used up, with the code saying which.
+    pub fn invalid_with_msg(code: &'static str, msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, msg)
+    }
+
     /// 404 for a named object.
     pub fn not_found(kind: &str, name: &str) -> Self {
         Self::new(

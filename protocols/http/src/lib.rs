@@ -11,7 +11,9 @@
 //!   connections over `max_connections`.
 //! - `state.rs`: what routes share; `config.rs`: the `[http]` settings.
 //! - `error.rs`: [`ApiError`], the one error type, and the engine error mapping.
-//! - `extract/`: strict JSON bodies and query strings; `auth.rs`: HTTP Basic.
+//! - `extract/`: strict JSON bodies and query strings; `auth/`: X-Auth-Token,
+//!   SDK-HMAC-SHA256 signatures (AK/SK) and HTTP Basic.
+//! - `identity/`: Keystone v3 tokens (`/v3`) and IAM access keys (`/v3.0/OS-CREDENTIAL`).
 //! - `api/`: the DMS routes; `manage/`: management; `metrics.rs`, `health.rs`,
 //!   `openapi.rs`, `ws.rs` (the `/mqtt` upgrade and [`WsStream`]).
 //!
@@ -26,6 +28,7 @@ mod config;
 mod error;
 mod extract;
 mod health;
+mod identity;
 mod manage;
 mod metrics;
 mod openapi;
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api::routes(&state))
         .merge(manage::routes(&state))
+        .merge(identity::routes(&state))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(metrics::metrics))

@@ -99,7 +99,7 @@ async fn queues_groups_send_consume_ack() {
     assert_eq!(got[2]["message"]["properties"]["reply_to"], "replies");
     let got_ids: Vec<&str> = got
         .iter()
-        .map(|m| m["message"]["id"].as_str().unwrap())
+        .map(|m| m["message_id"].as_str().unwrap())
         .collect();
     assert_eq!(got_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(got.iter().all(|m| m["message"]["delivery_count"] == 1));

@@ -24,6 +24,9 @@ pub(crate) mod kind {
     /// Present in an encrypted data directory: a known value sealed under
     /// the current key (`check_encryption` in mod.rs).
     pub const ENCRYPTION: u8 = b'e';
+    pub const PROJECT: u8 = b'p';
+    pub const ACCESS_KEY: u8 = b'a';
+    pub const TOKEN: u8 = b'o';
 }
 
 /// Builds a key from parts.
@@ -83,6 +86,21 @@ pub(crate) fn topic_permission(user: &str, tenant: &str, exchange: &str) -> Vec<
         .str(tenant)
         .str(exchange)
         .done()
+}
+
+pub(crate) fn project(tenant: &str) -> Vec<u8> {
+    KeyBuf::new(kind::PROJECT).str(tenant).done()
+}
+
+pub(crate) fn access_key(access: &str) -> Vec<u8> {
+    KeyBuf::new(kind::ACCESS_KEY).str(access).done()
+}
+
+pub(crate) fn token(digest: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(kind::TOKEN);
+    k.extend_from_slice(digest);
+    k
 }
 
 pub(crate) fn exchange(tenant: &str, name: &str) -> Vec<u8> {

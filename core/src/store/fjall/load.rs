@@ -61,6 +61,9 @@ pub(super) fn catalog(store: &Open) -> Result<Catalog, StoreError> {
         exchanges: records(store, kind::EXCHANGE)?,
         queues: records(store, kind::QUEUE)?,
         bindings: records(store, kind::BINDING)?,
+        projects: records(store, kind::PROJECT)?,
+        access_keys: records(store, kind::ACCESS_KEY)?,
+        tokens: records(store, kind::TOKEN)?,
         shared_bodies,
         retained: records(store, kind::RETAINED)?,
     })

@@ -28,6 +28,14 @@ pub(super) fn apply(store: &Open, epoch: u64, writes: &[Write]) -> Result<(), fj
                 let key = keys::topic_permission(&rec.user, &p.tenant, &p.exchange);
                 put_meta(&mut batch, store, key, rec)
             }
+            Write::Project(rec) => put_meta(&mut batch, store, keys::project(&rec.tenant), rec),
+            Write::ForgetProject(tenant) => batch.remove(meta, keys::project(tenant)),
+            Write::AccessKey(rec) => {
+                put_meta(&mut batch, store, keys::access_key(&rec.access), rec)
+            }
+            Write::ForgetAccessKey(access) => batch.remove(meta, keys::access_key(access)),
+            Write::Token(rec) => put_meta(&mut batch, store, keys::token(&rec.digest), rec),
+            Write::ForgetToken(digest) => batch.remove(meta, keys::token(digest)),
             Write::ForgetTopicPermission {
                 user,
                 tenant,

@@ -1,6 +1,7 @@
 //! Channel 0 once the connection is open: the client's `connection.close`,
-//! `connection.update-secret` (accepted for password users, as RabbitMQ's
-//! internal backend does), and the server's `connection.blocked` /
+//! `connection.update-secret` (a token login's new token is checked; any
+//! secret is accepted for password users, as RabbitMQ's internal backend
+//! does), and the server's `connection.blocked` /
 //! `unblocked` as the engine's backpressure flips.
 
 use amq_protocol::protocol::{AMQPClass, connection};
@@ -38,11 +39,17 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 );
                 Ok(Step::End)
             }
+            M::UpdateSecret(u) if self.session.token_expires_at().is_some() => {
+                self.refresh_token(u.new_secret.as_bytes(), u.reason.as_str())?;
+                let ok = M::UpdateSecretOk(connection::UpdateSecretOk {});
+                self.session.send(0, &AMQPClass::Connection(ok));
+                Ok(Step::Continue)
+            }
             M::UpdateSecret(u) => {
                 // RabbitMQ's internal (password) backend accepts any new
                 // secret: the method exists to refresh expiring tokens (OAuth 2),
-                // and a password was checked once, at login. A token identity
-                // would have its new token verified here.
+                // and a password was checked once, at login (a token login
+                // has its new token checked, above).
                 let user = self.session.user();
                 // Permissions are read again, as RabbitMQ checks them live.
                 if let Ok(p) = self.server.engine.principal(&user) {
@@ -59,6 +66,33 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 "unexpected method in connection state running",
             )),
         }
+    }
+
+    /// A token login's `connection.update-secret`: the new secret must be a
+    /// live token of the same user that still opens this vhost, else the
+    /// connection ends with 403 (RabbitMQ: "Cannot update secret").
+    fn refresh_token(&mut self, secret: &[u8], reason: &str) -> AmqpResult<()> {
+        let user = self.session.user();
+        let refused = |why: String| {
+            AmqpError::access_refused(format!("Cannot update secret: {why}")).on_method(10, 70)
+        };
+        let token = std::str::from_utf8(secret)
+            .map_err(|_| refused("the new token is not UTF-8".into()))?;
+        let (principal, info) = self
+            .server
+            .engine
+            .token_login(&user, token, Some(self.peer.ip()))
+            .map_err(|e| refused(e.to_string()))?;
+        if !principal.may_use_tenant(self.session.vhost()) {
+            return Err(refused(format!(
+                "the new token is scoped to project '{}', not to vhost '{}'",
+                info.tenant,
+                self.session.vhost()
+            )));
+        }
+        self.session.set_token(principal, info.expires_at);
+        tracing::info!(peer = %self.peer, user, reason, "AMQP connection refreshed its token");
+        Ok(())
     }
 
     /// The engine started or stopped holding publishers back. A connection

@@ -48,8 +48,6 @@ pub struct MessageView<'a> {
     pub attributes: Map<String, Value>,
     /// The message's tags.
     pub tags: &'a [String],
-    /// The message id.
-    pub id: String,
     /// Extension: AMQP basic properties, when any is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub properties: Option<MessageProperties>,
@@ -69,6 +67,10 @@ pub struct ConsumedMessage<'a> {
     pub message: MessageView<'a>,
     /// What to acknowledge it with.
     pub handler: String,
+    /// Extension: the message id (beside `message`, not in it: the OTC SDK
+    /// passes the `message` object's fields as keyword arguments beside its
+    /// own `id`, so an `id` in there breaks its consume).
+    pub message_id: String,
 }
 
 /// A consume request's query.
@@ -181,7 +183,6 @@ fn answer(queue: &Queue, group: &str, dead_letter: bool, deliveries: &[Delivery]
                     body,
                     attributes: body::attributes_out(&m.headers),
                     tags: &m.tags,
-                    id: m.id.to_string(),
                     properties: MessageProperties::of(&m.properties),
                     message_group_id: m.group_key.as_deref(),
                     publish_time: m.published_at,
@@ -194,6 +195,7 @@ fn answer(queue: &Queue, group: &str, dead_letter: bool, deliveries: &[Delivery]
                     tag: d.tag,
                 }
                 .encode(),
+                message_id: m.id.to_string(),
             }
         })
         .collect();

@@ -189,12 +189,10 @@ fn group_view(
     request_body = CreateGroups,
     responses(
         (status = 200, description = "Created", body = CreatedGroups),
-        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 400, description = "Invalid field, group exists (10240018) or group quota used up (10240019)", body = ErrorBody),
         (status = 401, description = "No or wrong credentials", body = ErrorBody),
         (status = 403, description = "No configure permission on the queue", body = ErrorBody),
         (status = 404, description = "No such tenant or queue", body = ErrorBody),
-        (status = 409, description = "A group of that name exists", body = ErrorBody),
-        (status = 429, description = "Group quota used up", body = ErrorBody),
     )
 )]
 pub async fn create_groups(
@@ -221,7 +219,7 @@ pub async fn create_groups(
             code::GROUP_NAME_LEN,
         )?;
         if existing.contains(&g.name) || req.groups[..i].iter().any(|o| o.name == g.name) {
-            return Err(ApiError::conflict(
+            return Err(ApiError::invalid_with_msg(
                 code::GROUP_EXISTS,
                 format!("consumer group '{}' already exists", g.name),
             ));
@@ -230,7 +228,7 @@ pub async fn create_groups(
     let max = state.config().max_groups_per_queue;
     let used = existing.len();
     if used + req.groups.len() > max {
-        return Err(ApiError::limit(
+        return Err(ApiError::invalid_with_msg(
             code::GROUP_QUOTA,
             format!(
                 "queue '{}' has {used} groups; {} more would pass its quota of {max} (max_groups_per_queue)",
@@ -243,7 +241,7 @@ pub async fn create_groups(
     let mut created = Vec::with_capacity(req.groups.len());
     for g in &req.groups {
         if !q.create_group(&g.name, StartPosition::Oldest, None)? {
-            return Err(ApiError::conflict(
+            return Err(ApiError::invalid_with_msg(
                 code::GROUP_EXISTS,
                 format!("consumer group '{}' already exists", g.name),
             ));

@@ -1,6 +1,8 @@
 //! The DMS queue API v1.0, path for path and field for field, with the
-//! tenant in place of DMS's project id (`%2F` for a `/` in it, as in
-//! RabbitMQ's API), plus our extensions (message groups, rewind, lookup).
+//! tenant's name or project id as DMS's project id (`%2F` for a `/` in a
+//! name, as in RabbitMQ's API), plus our extensions (message groups, rewind,
+//! lookup). The same handlers answer under `/v2/{project_id}/…`, the paths
+//! Huawei Cloud's `huaweicloudsdkdms` calls (quotas at `/v2/{project_id}/quotas`).
 //!
 //! - `queues.rs`: create, list, show, delete queues; `groups.rs`: consumer groups and rewind;
 //! - `send.rs` and `body.rs`: sending, and the JSON ↔ [`gw_core::Message`] mapping;
@@ -21,6 +23,7 @@ mod resolve;
 mod send;
 
 use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -43,7 +46,53 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(consume::consume_dead_letters))
         .routes(routes!(ack::ack_dead_letters))
         .routes(routes!(quotas::quotas))
+        .merge(v2_routes())
         .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+}
+
+/// `/v2/{project_id}/…`: the v1.0 handlers at the v2 paths (documented
+/// once, under v1.0, in the OpenAPI document).
+fn v2_routes() -> OpenApiRouter<AppState> {
+    const P: &str = "/v2/{project_id}";
+    let at = |rest: &str| format!("{P}{rest}");
+    OpenApiRouter::new()
+        .route(
+            &at("/queues"),
+            post(queues::create_queue).get(queues::list_queues),
+        )
+        .route(
+            &at("/queues/{queue_id}"),
+            get(queues::show_queue).delete(queues::delete_queue),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups"),
+            post(groups::create_groups).get(groups::list_groups),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups/{group_id}"),
+            axum::routing::delete(groups::delete_group),
+        )
+        .route(
+            &at("/queues/{queue_id}/messages"),
+            post(send::send_messages),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups/{group_id}/messages"),
+            get(consume::consume),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups/{group_id}/ack"),
+            post(ack::ack),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups/{group_id}/deadletters"),
+            get(consume::consume_dead_letters),
+        )
+        .route(
+            &at("/queues/{queue_id}/groups/{group_id}/deadletters/ack"),
+            post(ack::ack_dead_letters),
+        )
+        .route(&at("/quotas"), get(quotas::quotas))
 }
 
 /// Waits until everything submitted so far (a queue or group declaration,

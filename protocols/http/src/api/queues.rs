@@ -144,14 +144,12 @@ pub fn view(
     request_body = CreateQueue,
     responses(
         (status = 200, description = "Created", body = CreatedQueue),
-        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 400, description = "Invalid field, name taken (10240017) or queue quota used up (10240020)", body = ErrorBody),
         (status = 401, description = "No or wrong credentials", body = ErrorBody),
         (status = 403, description = "No configure permission on the name", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "The name is taken", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
-        (status = 429, description = "Queue quota used up", body = ErrorBody),
     )
 )]
 pub async fn create_queue(
@@ -172,7 +170,7 @@ pub async fn create_queue(
         .filter(|q| !gw_core::is_reserved(q.name()))
         .count();
     if tenant.queue(&req.name).is_err() && used >= state.config().max_queues_per_tenant {
-        return Err(ApiError::limit(
+        return Err(ApiError::invalid_with_msg(
             code::QUEUE_QUOTA,
             format!(
                 "tenant '{}' has {used} queues, its quota (max_queues_per_tenant)",
@@ -181,7 +179,7 @@ pub async fn create_queue(
         ));
     }
     let exists = || {
-        ApiError::conflict(
+        ApiError::invalid_with_msg(
             code::QUEUE_EXISTS,
             format!("queue '{}' already exists", req.name),
         )

@@ -28,22 +28,32 @@ fn parse_queue_id(s: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The tenant, if the user may use it.
+/// The tenant a `{project_id}` segment names (its name or its project id),
+/// if the user may use it. A token scoped to another project gets 403.
 pub fn tenant(
     state: &AppState,
     user: &Principal,
-    name: &str,
+    name_or_id: &str,
     ctx: Option<&ConnCtx>,
 ) -> ApiResult<Tenant> {
-    if !user.may_use_tenant(name) {
-        return Err(ApiError::not_found("tenant", name));
+    let engine = state.engine();
+    let name = engine.tenant_of_project(name_or_id);
+    if let Some(scope) = user.scope()
+        && name.as_deref() != Some(scope)
+    {
+        return Err(ApiError::forbidden(format!(
+            "the token is scoped to project '{}', not to '{name_or_id}'",
+            engine.project_id(scope).unwrap_or_else(|| scope.to_owned())
+        )));
     }
-    let t = state
-        .engine()
-        .tenant(name)
-        .map_err(|_| ApiError::not_found("tenant", name))?;
+    let name = name
+        .filter(|n| user.may_use_tenant(n))
+        .ok_or_else(|| ApiError::not_found("tenant", name_or_id))?;
+    let t = engine
+        .tenant(&name)
+        .map_err(|_| ApiError::not_found("tenant", name_or_id))?;
     if let Some(ctx) = ctx {
-        ctx.set_tenant(name);
+        ctx.set_tenant(&name);
     }
     Ok(t)
 }

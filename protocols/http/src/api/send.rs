@@ -43,8 +43,9 @@ pub struct SendMessage {
     /// Up to 3 tags of 1–64 characters `[A-Za-z0-9_-]`, for consumers' tag filters.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// Delay before the message becomes visible, ms (0–604800000; a fraction is dropped).
-    #[serde(default, rename = "delayTime")]
+    /// Delay before the message becomes visible, ms (0–604800000; a fraction
+    /// is dropped). `delay_time` is DMS v2's name for it.
+    #[serde(default, rename = "delayTime", alias = "delay_time")]
     #[schema(value_type = Option<f64>)]
     pub delay_time: Option<Number>,
     /// Extension: FIFO order is kept per value (FIFO queues).
@@ -61,8 +62,8 @@ pub struct SendMessage {
 pub struct SendRequest {
     /// The messages (DMS: at most 10 and 512 KB together).
     pub messages: Vec<SendMessage>,
-    /// Answer each message's id.
-    #[serde(default, rename = "returnId")]
+    /// Answer each message's id (`return_id` in DMS v2).
+    #[serde(default, rename = "returnId", alias = "return_id")]
     pub return_id: bool,
 }
 

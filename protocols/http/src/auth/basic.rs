@@ -1,4 +1,4 @@
-//! HTTP Basic authentication against the gateway's users, as a layer.
+//! HTTP Basic: user name and password, checked by the engine.
 //!
 //! The engine checks passwords with Argon2 (tens of milliseconds, run on the
 //! blocking pool, at most two at a time so a password-guessing client cannot
@@ -8,14 +8,10 @@
 //! management changes to users or permissions clear it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use gw_core::{Engine, Principal};
 use parking_lot::Mutex;
@@ -23,8 +19,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, code};
-use crate::server::ConnCtx;
-use crate::state::AppState;
 
 /// How long a verified login is reused without asking the engine again.
 const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -87,7 +81,7 @@ impl AuthCache {
         self.entries.lock().clear();
     }
 
-    async fn principal(
+    pub(crate) async fn principal(
         &self,
         engine: &Engine,
         user: &str,
@@ -164,82 +158,6 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>
         .split_once(':')
         .ok_or_else(|| bad("no ':' between user and password"))?;
     Ok(Some((user.to_owned(), password.to_owned())))
-}
-
-/// Layer: authenticates the request and stores the [`Principal`] in its extensions.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let (user, password) = match basic_credentials(req.headers()) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                code::NO_CREDENTIALS,
-                "credentials required (HTTP Basic)",
-            )
-            .into_response();
-        }
-        Err(e) => return e.into_response(),
-    };
-    match state
-        .inner()
-        .auth
-        .principal(state.engine(), &user, &password, peer)
-        .await
-    {
-        Ok(principal) => {
-            if let Some(ctx) = req.extensions().get::<std::sync::Arc<ConnCtx>>() {
-                ctx.set_user(principal.user());
-            }
-            req.extensions_mut().insert(principal);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Layer: only users tagged `administrator` pass (management routes).
-pub async fn require_administrator(req: Request, next: Next) -> Response {
-    match req.extensions().get::<Principal>() {
-        Some(p) if p.is_administrator() => next.run(req).await,
-        Some(p) => ApiError::forbidden(format!(
-            "user '{}' is not tagged administrator; management needs that tag",
-            p.user()
-        ))
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            code::NO_CREDENTIALS,
-            "credentials required (HTTP Basic)",
-        )
-        .into_response(),
-    }
-}
-
-/// The authenticated user of a request (routes behind [`authenticate`]).
-#[derive(Clone, Debug)]
-pub struct User(pub Principal);
-
-impl<S: Send + Sync> FromRequestParts<S> for User {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .map(User)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    code::NO_CREDENTIALS,
-                    "credentials required (HTTP Basic)",
-                )
-            })
-    }
 }
 
 #[cfg(test)]

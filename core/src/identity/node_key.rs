@@ -1,0 +1,155 @@
+//! The node key: 32 random bytes in `node.key` in the data directory (mode
+//! 0600, created at first start), which seals what must be stored secret but
+//! recoverable (access keys' SKs). Sealing is ChaCha20-Poly1305 with a random
+//! 96-bit nonce per record and the record's owner as associated data, so a
+//! sealed SK cannot be moved to another access key. Anyone who can read the
+//! data directory *and* `node.key` can recover the SKs: keep the key file
+//! with the data (a backup needs both) and away from other users.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+use crate::error::StoreError;
+
+/// The key file's name in the data directory.
+pub(crate) const FILE: &str = "node.key";
+const NONCE_LEN: usize = 12;
+
+/// The key that seals secrets at rest.
+#[derive(Clone)]
+pub(crate) struct NodeKey(Key);
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKey(..)")
+    }
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
+impl NodeKey {
+    /// A random key (memory storage keeps one for its lifetime).
+    pub fn random() -> Self {
+        let mut b = [0u8; 32];
+        rand::fill(&mut b);
+        NodeKey(b.into())
+    }
+
+    /// Reads `dir/node.key`, creating it (mode 0600) on first start. A key
+    /// file readable by others is narrowed to 0600.
+    pub fn load_or_create(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let key: [u8; 32] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            keyspace: "node.key",
+                            reason: format!("{} is {} bytes, not 32", path.display(), bytes.len()),
+                        })?;
+                let mode = std::fs::metadata(&path)
+                    .map_err(io(format!("reading {}", path.display())))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "node key was readable by others; set to 0600");
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(io(format!("narrowing {}", path.display())))?;
+                }
+                Ok(NodeKey(key.into()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::random();
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io(format!("creating {}", path.display())))?;
+                f.write_all(key.0.as_slice())
+                    .and_then(|()| f.sync_all())
+                    .map_err(io(format!("writing {}", path.display())))?;
+                crate::store::fjall::dir_sync::sync_dir(dir)
+                    .map_err(io(format!("syncing {}", dir.display())))?;
+                Ok(key)
+            }
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` of `plain`, bound to `owner`.
+    pub fn seal(&self, plain: &[u8], owner: &str) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::fill(&mut nonce);
+        let cipher = ChaCha20Poly1305::new(&self.0);
+        let payload = Payload {
+            msg: plain,
+            aad: owner.as_bytes(),
+        };
+        // Encryption fails only for inputs of gigabytes; a secret is 40 bytes.
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// The plain text of a sealed record, if this key sealed it for `owner`.
+    pub fn open(&self, sealed: &[u8], owner: &str) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            keyspace: "meta",
+            reason: format!("sealed secret of '{owner}': {reason}"),
+        };
+        if sealed.len() < NONCE_LEN {
+            return Err(corrupt("too short"));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        ChaCha20Poly1305::new(&self.0)
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: owner.as_bytes(),
+                },
+            )
+            .map_err(|_| corrupt("does not open with this node key (node.key replaced?)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_only_for_its_owner_and_key() {
+        let k = NodeKey::random();
+        let s = k.seal(b"secret", "AK1");
+        assert!(!s.windows(6).any(|w| w == b"secret"));
+        assert_eq!(k.open(&s, "AK1").unwrap(), b"secret");
+        assert!(k.open(&s, "AK2").is_err());
+        assert!(NodeKey::random().open(&s, "AK1").is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = NodeKey::load_or_create(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = NodeKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(b.open(&a.seal(b"x", "o"), "o").unwrap(), b"x");
+    }
+}
