@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gw_core::{SyncPolicy, Watermark, Watermarks};
+use gw_listen::{IdentityFrom, MinVersion, TlsSettings};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -63,6 +64,7 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     storage: StorageFile,
     limits: LimitsFile,
+    tls: TlsFile,
     amqp: DoorFile,
     mqtt: DoorFile,
     http: DoorFile,
@@ -85,11 +87,26 @@ struct LimitsFile {
     memory_high_watermark: Option<String>,
 }
 
+/// `[tls]`: the certificate every TLS listener serves, and client certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TlsFile {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    require_client_cert: Option<bool>,
+    min_version: Option<String>,
+    identity_from: Option<String>,
+    handshake_timeout_secs: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DoorFile {
     /// A string (a comma-separated list) or an array of strings.
     listen: Option<ListenSetting>,
+    /// The TLS listeners (AMQPS, MQTTS, HTTPS), the same way.
+    tls_listen: Option<ListenSetting>,
     /// The door's own settings, checked by the door.
     #[serde(flatten)]
     settings: toml::Table,
@@ -100,6 +117,8 @@ struct DoorFile {
 pub struct DoorConfig {
     /// Where to listen, in order; empty: the door is off.
     pub listen: Vec<ListenAddr>,
+    /// Where to listen with TLS; empty without `[tls]` or when "off".
+    pub tls_listen: Vec<ListenAddr>,
     /// Door-specific settings from the file's table (each door parses its own).
     pub settings: toml::Table,
 }
@@ -121,6 +140,8 @@ pub struct Config {
     pub queue_memory_bytes: u64,
     /// When publishers are held back for lack of disk or memory.
     pub watermarks: Watermarks,
+    /// The TLS certificate and client certificate rules (`[tls]`); None: no TLS listener.
+    pub tls: Option<TlsSettings>,
     /// AMQP listener and settings.
     pub amqp: DoorConfig,
     /// MQTT listener and settings.
@@ -135,6 +156,7 @@ impl Config {
         let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
         let door = || DoorConfig {
             listen: vec![ListenAddr::required(any)],
+            tls_listen: Vec::new(),
             settings: toml::Table::new(),
         };
         Config {
@@ -145,6 +167,7 @@ impl Config {
             cache_bytes: 32 << 20,
             queue_memory_bytes: 8 << 20,
             watermarks: Watermarks::default(),
+            tls: None,
             amqp: door(),
             mqtt: door(),
             http: door(),
@@ -188,6 +211,8 @@ impl Config {
             }
         };
         let watermarks = watermarks(cli, &file.limits)?;
+        let tls = tls(cli, &file.tls)?;
+        let on = tls.is_some();
         Ok(Config {
             data_dir,
             log_format,
@@ -200,23 +225,27 @@ impl Config {
             cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
             watermarks,
+            tls,
             amqp: door(
-                "amqp listen address",
-                cli.amqp_listen.as_deref(),
+                ["amqp listen address", "amqps listen address"],
+                [cli.amqp_listen.as_deref(), cli.amqps_listen.as_deref()],
                 file.amqp,
-                5672,
+                [5672, 5671],
+                on,
             )?,
             mqtt: door(
-                "mqtt listen address",
-                cli.mqtt_listen.as_deref(),
+                ["mqtt listen address", "mqtts listen address"],
+                [cli.mqtt_listen.as_deref(), cli.mqtts_listen.as_deref()],
                 file.mqtt,
-                1883,
+                [1883, 8883],
+                on,
             )?,
             http: door(
-                "http listen address",
-                cli.http_listen.as_deref(),
+                ["http listen address", "https listen address"],
+                [cli.http_listen.as_deref(), cli.https_listen.as_deref()],
                 file.http,
-                8080,
+                [8080, 8443],
+                on,
             )?,
         })
     }
@@ -246,25 +275,140 @@ fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// A door's listeners (flag or `GATEWAY_*`, else the file, else both
-/// loopbacks on `usual_port`) and settings.
+/// A door's plain and TLS listeners (each: flag or `GATEWAY_*`, else the
+/// file, else both loopbacks on the usual port) and settings. The TLS ones
+/// exist only with `[tls]` (`tls_on`); asking for them without is an error.
 fn door(
-    key: &'static str,
-    flag: Option<&str>,
+    [key, tls_key]: [&'static str; 2],
+    [flag, tls_flag]: [Option<&str>; 2],
     file: DoorFile,
-    usual_port: u16,
+    [usual_port, usual_tls_port]: [u16; 2],
+    tls_on: bool,
 ) -> Result<DoorConfig, ConfigError> {
-    let listen = match flag
-        .map(|f| ListenSetting::One(f.to_owned()))
-        .or(file.listen)
-    {
+    let setting = |flag: Option<&str>, file: Option<ListenSetting>| {
+        flag.map(|f| ListenSetting::One(f.to_owned())).or(file)
+    };
+    let listen = match setting(flag, file.listen) {
         Some(setting) => listeners::parse(key, &setting, usual_port)?,
         None => listeners::default_addresses(usual_port),
     };
+    let tls_listen = match setting(tls_flag, file.tls_listen) {
+        Some(setting) => {
+            let addrs = listeners::parse(tls_key, &setting, usual_tls_port)?;
+            if !tls_on && let Some(first) = addrs.first() {
+                return Err(invalid(
+                    tls_key,
+                    &first.addr.to_string(),
+                    "a TLS listener needs [tls] cert and key (or --tls-cert and --tls-key)",
+                ));
+            }
+            addrs
+        }
+        None if tls_on => listeners::default_addresses(usual_tls_port),
+        None => Vec::new(),
+    };
     Ok(DoorConfig {
         listen,
+        tls_listen,
         settings: file.settings,
     })
+}
+
+/// `[tls]` with its flags: None unless a certificate and key are given.
+/// The files are read at start-up (`Tls::load`), not here, so
+/// `--check-config` works where they are not readable.
+fn tls(cli: &Cli, file: &TlsFile) -> Result<Option<TlsSettings>, ConfigError> {
+    let cert = cli.tls_cert.clone().or_else(|| file.cert.clone());
+    let key = cli.tls_key.clone().or_else(|| file.key.clone());
+    let client_ca = cli.tls_client_ca.clone().or_else(|| file.client_ca.clone());
+    let require_client_cert = cli
+        .tls_require_client_cert
+        .or(file.require_client_cert)
+        .unwrap_or(false);
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if let Some(ca) = client_ca {
+                return Err(invalid(
+                    "tls.client_ca",
+                    &ca.display().to_string(),
+                    "client certificates need TLS: set tls.cert and tls.key too",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(cert), None) => {
+            return Err(invalid(
+                "tls.cert",
+                &cert.display().to_string(),
+                "set tls.key too (the certificate's private key)",
+            ));
+        }
+        (None, Some(key)) => {
+            return Err(invalid(
+                "tls.key",
+                &key.display().to_string(),
+                "set tls.cert too (the key's certificate)",
+            ));
+        }
+    };
+    if require_client_cert && client_ca.is_none() {
+        return Err(invalid(
+            "tls.require_client_cert",
+            "true",
+            "needs tls.client_ca (the CA client certificates are verified against)",
+        ));
+    }
+    let min_version = match cli
+        .tls_min_version
+        .as_deref()
+        .or(file.min_version.as_deref())
+    {
+        None | Some("1.2") => MinVersion::Tls12,
+        Some("1.3") => MinVersion::Tls13,
+        Some(other) => {
+            return Err(invalid(
+                "tls.min_version",
+                other,
+                "expected \"1.2\" or \"1.3\"",
+            ));
+        }
+    };
+    let identity_from = match cli
+        .tls_identity_from
+        .as_deref()
+        .or(file.identity_from.as_deref())
+    {
+        None | Some("cn") => IdentityFrom::Cn,
+        Some("san_dns") => IdentityFrom::SanDns,
+        Some("san_email") => IdentityFrom::SanEmail,
+        Some(other) => {
+            return Err(invalid(
+                "tls.identity_from",
+                other,
+                "expected \"cn\", \"san_dns\" or \"san_email\"",
+            ));
+        }
+    };
+    let timeout = cli
+        .tls_handshake_timeout
+        .or(file.handshake_timeout_secs)
+        .unwrap_or(10);
+    if !(1..=300).contains(&timeout) {
+        return Err(invalid(
+            "tls.handshake_timeout_secs",
+            &timeout.to_string(),
+            "expected 1 to 300 seconds",
+        ));
+    }
+    Ok(Some(TlsSettings {
+        client_ca,
+        require_client_cert,
+        min_version,
+        identity_from,
+        handshake_timeout: Duration::from_secs(timeout),
+        ..TlsSettings::new(cert, key)
+    }))
 }
 
 /// The disk and memory watermarks: flag or `GATEWAY_*`, else `[limits]`,

@@ -1,0 +1,456 @@
+//! TLS on every door with real clients and certificates the test makes
+//! (rcgen): reqwest over HTTPS, lapin over amqps://, rumqttc over MQTTS,
+//! pika and paho-mqtt (Python `ssl`), MQTT.js over wss://; ALPN; a handshake
+//! that stalls; plain text on a TLS port; unusable files at start-up; and
+//! certificates reloaded when their files change.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use gateway::listeners::ListenAddr;
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::pki::{self, Pem, Pki};
+use common::{Suite, WAIT, within};
+
+/// Port 0 on 127.0.0.1 for every TLS door, with `tls` as `[tls]`.
+fn with_tls(config: &mut gateway::Config, tls: gw_listen::TlsSettings) {
+    let any = vec![ListenAddr::required(SocketAddr::from(([127, 0, 0, 1], 0)))];
+    config.amqp.tls_listen = any.clone();
+    config.mqtt.tls_listen = any.clone();
+    config.http.tls_listen = any;
+    config.tls = Some(tls);
+}
+
+/// A gateway serving the CA's server certificate (serial 1) on every TLS door.
+async fn start(pki: &Pki, change: impl FnOnce(&mut gw_listen::TlsSettings)) -> (Suite, Tls) {
+    let (cert, key) = pki.install_server(&pki.server(1));
+    let mut settings = gw_listen::TlsSettings::new(cert, key);
+    change(&mut settings);
+    let suite = Suite::start_with(|c| with_tls(c, settings)).await;
+    let a = suite.addresses();
+    let tls = Tls {
+        amqps: a.amqps.unwrap(),
+        mqtts: a.mqtts.unwrap(),
+        https: a.https.unwrap(),
+    };
+    (suite, tls)
+}
+
+/// The TLS doors' addresses.
+#[derive(Clone, Copy)]
+struct Tls {
+    amqps: SocketAddr,
+    mqtts: SocketAddr,
+    https: SocketAddr,
+}
+
+/// The client libraries' paths from `tests/clients/install.sh` (run once).
+fn client_env() -> &'static Vec<(String, String)> {
+    static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(root().join("tests/clients/install.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    })
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `program` with `args` and the client libraries on its path; its
+/// stdout, after asserting it succeeded.
+async fn run_client(program: &str, args: Vec<String>) -> String {
+    let env = tokio::task::spawn_blocking(client_env).await.unwrap();
+    let child = tokio::process::Command::new(program)
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("client finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// reqwest trusting the test CA (and showing `identity` when given).
+fn https_client(pki: &Pki, identity: Option<&Pem>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(pki.client_config(&[b"http/1.1"], identity))
+        .build()
+        .unwrap()
+}
+
+async fn lapin_amqps(
+    pki: &Pki,
+    addr: SocketAddr,
+    uri_auth: &str,
+) -> lapin::Result<lapin::Connection> {
+    let uri = format!("amqps://{uri_auth}{addr}/%2f");
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: Some(pki.ca_pem.clone()),
+    };
+    lapin::Connection::connect_with_config(
+        &uri,
+        lapin::ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime().unwrap(),
+    )
+    .await
+}
+
+/// An MQTT 5 client over TLS; `password` None sends none.
+fn mqtts_options(
+    pki: &Pki,
+    addr: SocketAddr,
+    id: &str,
+    identity: Option<&Pem>,
+    password: Option<&str>,
+) -> rumqttc::v5::MqttOptions {
+    let mut o = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    if let Some(password) = password {
+        o.set_credentials("guest", password);
+    }
+    o.set_keep_alive(Duration::from_secs(30));
+    let config = pki.client_config(&[b"mqtt"], identity);
+    o.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+    ));
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_reqwest_and_names_http_1_1_in_alpn() {
+    let pki = Pki::new("https CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let client = https_client(&pki, None);
+    let url = format!("https://{}/api/overview", tls.https);
+    let res = within(
+        "HTTPS answer",
+        client.get(&url).basic_auth("guest", Some("guest")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body.is_object(), "{body}");
+    // Without credentials: 401, as over HTTP.
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    // ALPN: the HTTP door picks http/1.1 from a browser-like offer.
+    let (_, alpn, _) = pki::connect(tls.https, pki.client_config(&[b"h2", b"http/1.1"], None))
+        .await
+        .unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    // A client that trusts another CA does not get through.
+    let other = Pki::new("another CA");
+    let e = https_client(&other, None)
+        .get(&url)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("UnknownIssuer"), "{e:?}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_serves_lapin() {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let pki = Pki::new("amqps CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let conn = within(
+        "lapin over amqps",
+        lapin_amqps(&pki, tls.amqps, "guest:guest@"),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("".into(), opts, FieldTable::default())
+        .await
+        .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        q.name().clone(),
+        BasicPublishOptions::default(),
+        b"lapin over tls",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let delivery = within("the delivery", consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.data, b"lapin over tls");
+    conn.close(200, "bye".into()).await.unwrap();
+    // AMQP has no ALPN id: an offer of one is not taken up.
+    let (_, alpn, _) = pki::connect(tls.amqps, pki.client_config(&[b"amqp"], None))
+        .await
+        .unwrap();
+    assert_eq!(alpn, None);
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_serves_rumqttc_and_names_mqtt_in_alpn() {
+    let pki = Pki::new("mqtts CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let mut client = common::Mqtt5::connect(mqtts_options(
+        &pki,
+        tls.mqtts,
+        "rumqttc-tls",
+        None,
+        Some("guest"),
+    ))
+    .await;
+    client.subscribe("tls/rumqttc", QoS::AtLeastOnce).await;
+    client
+        .publish_acked("tls/rumqttc", b"rumqttc over tls", Default::default())
+        .await;
+    let p = client.next_publish().await;
+    assert_eq!(p.payload.as_ref(), b"rumqttc over tls");
+    client.disconnect().await;
+    let (_, alpn, _) = pki::connect(tls.mqtts, pki.client_config(&[b"mqtt"], None))
+        .await
+        .unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"mqtt"[..]));
+    // A client asking only for another protocol is refused in the handshake.
+    let e = pki::connect(tls.mqtts, pki.client_config(&[b"h2"], None))
+        .await
+        .err()
+        .expect("handshake refused");
+    assert!(e.to_string().contains("NoApplicationProtocol"), "{e}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pika_and_paho_over_tls() {
+    let pki = Pki::new("python CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let script = root().join("tests/clients/tls_clients.py");
+    let out = run_client(
+        "python3",
+        vec![
+            script.display().to_string(),
+            pki.ca_file().display().to_string(),
+            tls.amqps.port().to_string(),
+            tls.mqtts.port().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.lines().any(|l| l == "ok pika-amqps"), "{out}");
+    assert!(out.lines().any(|l| l == "ok paho-mqtts"), "{out}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_js_over_wss() {
+    let pki = Pki::new("wss CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let script = root().join("tests/clients/tls_wss.js");
+    let out = run_client(
+        "node",
+        vec![
+            script.display().to_string(),
+            format!("wss://{}/mqtt", tls.https),
+            pki.ca_file().display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.lines().any(|l| l == "ok wss"), "{out}");
+    suite.stop().await;
+}
+
+/// Reads until the server closes; the bytes it sent first.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    within("the server to close", stream.read_to_end(&mut got))
+        .await
+        .unwrap_or(0);
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_closed_and_plain_text_is_refused() {
+    let pki = Pki::new("stall CA");
+    let (suite, tls) = start(&pki, |s| s.handshake_timeout = Duration::from_secs(1)).await;
+    for addr in [tls.amqps, tls.mqtts, tls.https] {
+        // Connects and sends nothing: closed once the timeout passes.
+        let at = Instant::now();
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(read_to_close(&mut idle).await.is_empty());
+        assert!(
+            at.elapsed() >= Duration::from_millis(900),
+            "{addr}: closed early"
+        );
+        // Plain AMQP, MQTT or HTTP on a TLS port: no answer in the protocol, a close.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
+        let answer = read_to_close(&mut plain).await;
+        assert!(!answer.starts_with(b"AMQP"), "{addr}: {answer:?}");
+        // A TLS alert at most (content type 21), never protocol bytes.
+        assert!(answer.is_empty() || answer[0] == 21, "{addr}: {answer:?}");
+    }
+    // TLS on a plain port: the handshake fails on the client's side.
+    assert!(
+        pki::connect(suite.amqp, pki.client_config(&[], None))
+            .await
+            .is_err()
+    );
+    // The TLS door still serves after all that.
+    let (_, alpn, _) = pki::connect(tls.mqtts, pki.client_config(&[b"mqtt"], None))
+        .await
+        .unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"mqtt"[..]));
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_files_stop_start_up_naming_the_file() {
+    let pki = Pki::new("files CA");
+    let good = pki.server(1);
+    let other = pki.server(2);
+    let cert = pki.write("good.pem", &good.cert);
+    let key = pki.write("good.key", &good.key);
+    let garbage = pki.write("garbage.pem", "not a certificate\n");
+    let wrong_key = pki.write("other.key", &other.key);
+    let missing = pki.dir.path().join("missing.pem");
+    let cases: Vec<(gw_listen::TlsSettings, PathBuf, &str)> = vec![
+        (
+            gw_listen::TlsSettings::new(&missing, &key),
+            missing.clone(),
+            "cannot read",
+        ),
+        (
+            gw_listen::TlsSettings::new(&garbage, &key),
+            garbage.clone(),
+            "no certificate",
+        ),
+        (
+            gw_listen::TlsSettings::new(&cert, &garbage),
+            garbage.clone(),
+            "no private key",
+        ),
+        (
+            gw_listen::TlsSettings::new(&cert, &wrong_key),
+            wrong_key.clone(),
+            "does not fit the certificate",
+        ),
+        (
+            gw_listen::TlsSettings {
+                client_ca: Some(garbage.clone()),
+                ..gw_listen::TlsSettings::new(&cert, &key)
+            },
+            garbage.clone(),
+            "client CA",
+        ),
+    ];
+    for (settings, file, problem) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = gateway::Config::ephemeral(dir.path());
+        with_tls(&mut config, settings);
+        let Err(e) = gateway::Gateway::start(config).await else {
+            panic!("started with an unusable {}", file.display());
+        };
+        let e = e.to_string();
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(e.contains(problem), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+/// The serial of the certificate a new connection to `addr` is shown.
+async fn serial_now(pki: &Pki, addr: SocketAddr) -> Vec<u8> {
+    pki::connect(addr, pki.client_config(&[], None))
+        .await
+        .unwrap()
+        .2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_when_their_files_change() {
+    let pki = Pki::new("reload CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let first = pki.server(1);
+    let second = pki.server(2);
+    assert_eq!(serial_now(&pki, tls.amqps).await, pki::serial_of(&first));
+    // A connection made now stays up across the reload.
+    let mut client = common::Mqtt5::connect(mqtts_options(
+        &pki,
+        tls.mqtts,
+        "across-reload",
+        None,
+        Some("guest"),
+    ))
+    .await;
+    pki.install_server(&second);
+    let deadline = Instant::now() + WAIT;
+    while serial_now(&pki, tls.https).await != pki::serial_of(&second) {
+        assert!(Instant::now() < deadline, "new certificate not served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for addr in [tls.amqps, tls.mqtts] {
+        assert_eq!(serial_now(&pki, addr).await, pki::serial_of(&second));
+    }
+    client.subscribe("reload/x", QoS::AtLeastOnce).await;
+    // A broken certificate file: the previous certificate is kept.
+    pki.write("server.pem", "-----BEGIN CERTIFICATE-----\nbroken\n");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(serial_now(&pki, tls.amqps).await, pki::serial_of(&second));
+    // Mended: served again.
+    let third = pki.server(3);
+    pki.install_server(&third);
+    let deadline = Instant::now() + WAIT;
+    while serial_now(&pki, tls.amqps).await != pki::serial_of(&third) {
+        assert!(Instant::now() < deadline, "mended certificate not served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.disconnect().await;
+    suite.stop().await;
+}
