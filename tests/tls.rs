@@ -30,10 +30,23 @@ fn with_tls(config: &mut gateway::Config, tls: gw_listen::TlsSettings) {
 
 /// A gateway serving the CA's server certificate (serial 1) on every TLS door.
 async fn start(pki: &Pki, change: impl FnOnce(&mut gw_listen::TlsSettings)) -> (Suite, Tls) {
+    start_configured(pki, change, |_| {}).await
+}
+
+/// [`start`] with the rest of the configuration changed too.
+async fn start_configured(
+    pki: &Pki,
+    change: impl FnOnce(&mut gw_listen::TlsSettings),
+    configure: impl FnOnce(&mut gateway::Config),
+) -> (Suite, Tls) {
     let (cert, key) = pki.install_server(&pki.server(1));
     let mut settings = gw_listen::TlsSettings::new(cert, key);
     change(&mut settings);
-    let suite = Suite::start_with(|c| with_tls(c, settings)).await;
+    let suite = Suite::start_with(|c| {
+        with_tls(c, settings);
+        configure(c);
+    })
+    .await;
     let a = suite.addresses();
     let tls = Tls {
         amqps: a.amqps.unwrap(),
@@ -452,5 +465,270 @@ async fn certificates_reload_when_their_files_change() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     client.disconnect().await;
+    suite.stop().await;
+}
+
+/// A gateway that verifies client certificates against `pki`'s CA, with
+/// user `alice` (administrator, full rights on `/`); no user `mallory`.
+/// MQTT without a password is never anonymous here, so a client that gets in
+/// without one got in by its certificate.
+async fn start_mutual(pki: &Pki) -> (Suite, Tls) {
+    let ca = pki.ca_file();
+    let (suite, tls) = start_configured(
+        pki,
+        |s| s.client_ca = Some(ca),
+        |c| {
+            c.mqtt
+                .settings
+                .insert("allow_anonymous".into(), "never".into());
+        },
+    )
+    .await;
+    let engine = suite.engine();
+    engine
+        .put_user(
+            "alice",
+            "a password nobody sends",
+            vec!["administrator".into()],
+        )
+        .unwrap();
+    engine
+        .set_permission("alice", gw_core::Permission::full("/"))
+        .unwrap();
+    (suite, tls)
+}
+
+/// Who the engine says is connected over `protocol`.
+fn users_on(suite: &Suite, protocol: &str) -> Vec<String> {
+    suite
+        .engine()
+        .connections()
+        .into_iter()
+        .filter(|c| c.protocol == protocol)
+        .map(|c| c.user)
+        .collect()
+}
+
+async fn lapin_external(
+    pki: &Pki,
+    addr: SocketAddr,
+    identity: Option<&Pem>,
+) -> lapin::Result<lapin::Connection> {
+    let uri = format!("amqps://{addr}/%2f?auth_mechanism=external");
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: identity.map(|pem| lapin::tcp::OwnedIdentity::PKCS8 {
+            pem: pem.cert.clone().into_bytes(),
+            key: pem.key.clone().into_bytes(),
+        }),
+        cert_chain: Some(pki.ca_pem.clone()),
+    };
+    lapin::Connection::connect_with_config(
+        &uri,
+        lapin::ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime().unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_sasl_external_with_a_client_certificate() {
+    let pki = Pki::new("external CA");
+    let (suite, tls) = start_mutual(&pki).await;
+    let alice = pki.client("alice", vec![]);
+    let conn = within(
+        "lapin EXTERNAL",
+        lapin_external(&pki, tls.amqps, Some(&alice)),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("alice-q".into(), Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(users_on(&suite, "amqp"), ["alice"]);
+    conn.close(200, "bye".into()).await.unwrap();
+    // A certificate for a user the gateway does not know: 403 ACCESS_REFUSED.
+    let mallory = pki.client("mallory", vec![]);
+    let e = within("refusal", lapin_external(&pki, tls.amqps, Some(&mallory)))
+        .await
+        .err()
+        .expect("mallory refused");
+    assert!(format!("{e:?}").contains("ACCESS_REFUSED"), "{e:?}");
+    // Without a certificate EXTERNAL is not offered: the login fails.
+    assert!(
+        within("no certificate", lapin_external(&pki, tls.amqps, None))
+            .await
+            .is_err()
+    );
+    // A certificate from another CA does not pass the handshake.
+    let stranger = Pki::new("another CA").client("alice", vec![]);
+    assert!(
+        within("wrong CA", lapin_external(&pki, tls.amqps, Some(&stranger)))
+            .await
+            .is_err()
+    );
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_without_a_password_is_the_certificates_user() {
+    use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
+    let pki = Pki::new("mqtt identity CA");
+    let (suite, tls) = start_mutual(&pki).await;
+    let alice = pki.client("alice", vec![]);
+    let mut client = common::Mqtt5::connect(mqtts_options(
+        &pki,
+        tls.mqtts,
+        "alice-1",
+        Some(&alice),
+        None,
+    ))
+    .await;
+    client.subscribe("alice/t", QoS::AtLeastOnce).await;
+    assert_eq!(users_on(&suite, "mqtt"), ["alice"]);
+    client.disconnect().await;
+    // Unknown user: CONNACK 0x86 Bad user name or password.
+    let mallory = pki.client("mallory", vec![]);
+    let (_c, mut el) = rumqttc::v5::AsyncClient::new(
+        mqtts_options(&pki, tls.mqtts, "mallory-1", Some(&mallory), None),
+        10,
+    );
+    let refused = within("CONNACK", async {
+        loop {
+            match el.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(a))) => return Some(a.code),
+                Ok(_) => {}
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => return Some(code),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(refused, Some(ConnectReturnCode::BadUserNamePassword));
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_without_basic_is_the_certificates_user() {
+    let pki = Pki::new("https identity CA");
+    let (suite, tls) = start_mutual(&pki).await;
+    let url = format!("https://{}/api/overview", tls.https);
+    let alice = pki.client("alice", vec![]);
+    let res = https_client(&pki, Some(&alice))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mallory = pki.client("mallory", vec![]);
+    let res = https_client(&pki, Some(&mallory))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // No certificate and no Basic: 401 as before.
+    let res = https_client(&pki, None).get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_can_come_from_a_subject_alternative_name() {
+    use rcgen::SanType;
+    let pki = Pki::new("san CA");
+    let ca = pki.ca_file();
+    let (suite, tls) = start(&pki, |s| {
+        s.client_ca = Some(ca);
+        s.identity_from = gw_listen::IdentityFrom::SanEmail;
+    })
+    .await;
+    suite
+        .engine()
+        .put_user("alice@example.com", "unused", vec!["administrator".into()])
+        .unwrap();
+    let url = format!("https://{}/api/overview", tls.https);
+    let email = pki.client(
+        "not-a-user",
+        vec![SanType::Rfc822Name("alice@example.com".try_into().unwrap())],
+    );
+    let res = https_client(&pki, Some(&email))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The CN is not looked at.
+    let cn_only = pki.client("alice@example.com", vec![]);
+    let res = https_client(&pki, Some(&cn_only))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_client_cert_refuses_a_client_without_one() {
+    let pki = Pki::new("required CA");
+    let ca = pki.ca_file();
+    let (suite, tls) = start(&pki, |s| {
+        s.client_ca = Some(ca);
+        s.require_client_cert = true;
+    })
+    .await;
+    let url = format!("https://{}/healthz", tls.https);
+    assert!(https_client(&pki, None).get(&url).send().await.is_err());
+    let guest = pki.client("guest", vec![]);
+    let res = https_client(&pki, Some(&guest))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pika_paho_and_mqtt_js_log_in_with_a_certificate() {
+    let pki = Pki::new("python identity CA");
+    let (suite, tls) = start_mutual(&pki).await;
+    let alice = pki.client("alice", vec![]);
+    let cert = pki.write("alice.pem", &alice.cert);
+    let key = pki.write("alice.key", &alice.key);
+    let out = run_client(
+        "python3",
+        vec![
+            root()
+                .join("tests/clients/tls_clients.py")
+                .display()
+                .to_string(),
+            pki.ca_file().display().to_string(),
+            tls.amqps.port().to_string(),
+            tls.mqtts.port().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.lines().any(|l| l == "ok pika-amqps"), "{out}");
+    assert!(out.lines().any(|l| l == "ok paho-mqtts"), "{out}");
+    let out = run_client(
+        "node",
+        vec![
+            root()
+                .join("tests/clients/tls_wss.js")
+                .display()
+                .to_string(),
+            format!("wss://{}/mqtt", tls.https),
+            pki.ca_file().display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.lines().any(|l| l == "ok wss"), "{out}");
     suite.stop().await;
 }

@@ -145,7 +145,17 @@ pub(crate) async fn start(
     }
     if http_on {
         let websocket = mqtt_door.map(|(mqtt, permits)| -> gw_http::StreamHandler {
-            Arc::new(move |stream, peer| gw_listen::admit(&mqtt, &permits, stream, peer).boxed())
+            Arc::new(move |stream: gw_http::WsStream, peer| {
+                // Over HTTPS with a verified certificate, the MQTT door sees
+                // the certificate's identity as on MQTTS.
+                match stream.identity().cloned() {
+                    Some(id) => {
+                        let stream = gw_listen::Identified::new(stream, id);
+                        gw_listen::admit(&mqtt, &permits, stream, peer).boxed()
+                    }
+                    None => gw_listen::admit(&mqtt, &permits, stream, peer).boxed(),
+                }
+            })
         });
         let door = HttpDoor::new(
             engine.clone(),

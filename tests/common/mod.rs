@@ -56,6 +56,11 @@ impl Suite {
         }
     }
 
+    /// The engine behind the doors.
+    pub fn engine(&self) -> &gw_core::Engine {
+        self.gateway.engine()
+    }
+
     /// Every door's first address, the TLS ones included.
     pub fn addresses(&self) -> gateway::Addresses {
         self.gateway.addresses()

@@ -174,6 +174,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(|c| c.0.ip());
     let (user, password) = match basic_credentials(req.headers()) {
         Ok(Some(c)) => c,
+        Ok(None) if req.extensions().get::<gw_listen::PeerIdentity>().is_some() => {
+            return certificate_login(state, req, next, peer).await;
+        }
         Ok(None) => {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -198,6 +201,48 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             next.run(req).await
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// A request without Basic on an HTTPS connection whose client showed a
+/// verified certificate: the certificate's user, without a password.
+async fn certificate_login(
+    state: AppState,
+    mut req: Request,
+    next: Next,
+    peer: Option<std::net::IpAddr>,
+) -> Response {
+    let Some(identity) = req.extensions().get::<gw_listen::PeerIdentity>().cloned() else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            code::NO_CREDENTIALS,
+            "credentials required (HTTP Basic)",
+        )
+        .into_response();
+    };
+    match state
+        .engine()
+        .authenticate_certificate(&identity.user, peer)
+    {
+        Ok(principal) => {
+            if let Some(ctx) = req.extensions().get::<std::sync::Arc<ConnCtx>>() {
+                ctx.set_user(principal.user());
+            }
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::info!(user = identity.user, error = %e, "HTTPS client certificate login refused");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                code::NO_CREDENTIALS,
+                format!(
+                    "the client certificate's user '{}' is not known here",
+                    identity.user
+                ),
+            )
+            .into_response()
+        }
     }
 }
 
