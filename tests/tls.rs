@@ -274,10 +274,9 @@ async fn mqtts_serves_rumqttc_and_names_mqtt_in_alpn() {
         .unwrap();
     assert_eq!(alpn.as_deref(), Some(&b"mqtt"[..]));
     // A client asking only for another protocol is refused in the handshake.
-    let e = pki::connect(tls.mqtts, pki.client_config(&[b"h2"], None))
-        .await
-        .err()
-        .expect("handshake refused");
+    let Err(e) = pki::connect(tls.mqtts, pki.client_config(&[b"h2"], None)).await else {
+        panic!("a handshake without a common protocol was taken");
+    };
     assert!(e.to_string().contains("NoApplicationProtocol"), "{e}");
     suite.stop().await;
 }
@@ -550,10 +549,9 @@ async fn amqp_sasl_external_with_a_client_certificate() {
     conn.close(200, "bye".into()).await.unwrap();
     // A certificate for a user the gateway does not know: 403 ACCESS_REFUSED.
     let mallory = pki.client("mallory", vec![]);
-    let e = within("refusal", lapin_external(&pki, tls.amqps, Some(&mallory)))
-        .await
-        .err()
-        .expect("mallory refused");
+    let Err(e) = within("refusal", lapin_external(&pki, tls.amqps, Some(&mallory))).await else {
+        panic!("mallory got in");
+    };
     assert!(format!("{e:?}").contains("ACCESS_REFUSED"), "{e:?}");
     // Without a certificate EXTERNAL is not offered: the login fails.
     assert!(
@@ -730,5 +728,45 @@ async fn pika_paho_and_mqtt_js_log_in_with_a_certificate() {
     )
     .await;
     assert!(out.lines().any(|l| l == "ok wss"), "{out}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_certificate_the_file_watch_cannot_see() {
+    let pki = Pki::new("sighup CA");
+    let (suite, tls) = start(&pki, |_| {}).await;
+    let first = pki.server(1);
+    let cert_path = pki.dir.path().join("server.pem");
+    let key_path = pki.dir.path().join("server.key");
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let (cert_time, key_time) = (stamp(&cert_path), stamp(&key_path));
+    // A second certificate of the same sizes, written with the old times:
+    // the file watch (times and sizes) sees no change, only SIGHUP can.
+    let len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as usize;
+    let second = (0..200)
+        .map(|_| pki.server(2))
+        .find(|p| p.cert.len() == len(&cert_path) && p.key.len() == len(&key_path))
+        .expect("a certificate of the same size");
+    pki.install_server(&second);
+    for (path, time) in [(&cert_path, cert_time), (&key_path, key_time)] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(serial_now(&pki, tls.amqps).await, pki::serial_of(&first));
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    while serial_now(&pki, tls.amqps).await != pki::serial_of(&second) {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     suite.stop().await;
 }

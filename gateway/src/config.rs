@@ -588,6 +588,74 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_off_without_a_certificate_and_on_with_one() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert!(c.tls.is_none());
+        assert!(c.amqp.tls_listen.is_empty() && c.http.tls_listen.is_empty());
+        let (_d, mut cli) = cli_with(
+            "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\nrequire_client_cert = true\nmin_version = \"1.3\"\nidentity_from = \"san_email\"\nhandshake_timeout_secs = 3\n[mqtt]\ntls_listen = \"off\"\n",
+        );
+        let c = Config::load(&cli).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.require_client_cert);
+        assert_eq!(tls.min_version, MinVersion::Tls13);
+        assert_eq!(tls.identity_from, IdentityFrom::SanEmail);
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.amqp.tls_listen, listeners::default_addresses(5671));
+        assert!(c.mqtt.tls_listen.is_empty());
+        assert_eq!(c.http.tls_listen, listeners::default_addresses(8443));
+        // Flags (and so GATEWAY_* variables) win over the file.
+        cli.https_listen = Some("127.0.0.1:0".into());
+        cli.tls_min_version = Some("1.2".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.http.tls_listen, addrs(&["127.0.0.1:0"]));
+        assert_eq!(c.tls.unwrap().min_version, MinVersion::Tls12);
+    }
+
+    #[test]
+    fn tls_mistakes_are_named() {
+        for (file, named) in [
+            ("[tls]\ncert = \"s.pem\"\n", "tls.cert 's.pem'"),
+            ("[tls]\nkey = \"s.key\"\n", "tls.key 's.key'"),
+            ("[tls]\nclient_ca = \"ca.pem\"\n", "tls.client_ca"),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nrequire_client_cert = true\n",
+                "tls.require_client_cert",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nmin_version = \"1.1\"\n",
+                "tls.min_version '1.1'",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nidentity_from = \"uid\"\n",
+                "tls.identity_from 'uid'",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nhandshake_timeout_secs = 0\n",
+                "tls.handshake_timeout_secs",
+            ),
+            (
+                "[amqp]\ntls_listen = \"127.0.0.1:5671\"\n",
+                "amqps listen address",
+            ),
+        ] {
+            let (_d, cli) = cli_with(file);
+            let e = Config::load(&cli).unwrap_err().to_string();
+            assert!(e.contains(named), "{file}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let (_d, cli) = cli_with("[tls]\ncertificate = \"a\"\n");
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("certificate")
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let (_d, cli) = cli_with("data_dri = \"x\"\n");
         let e = Config::load(&cli).unwrap_err().to_string();
