@@ -559,13 +559,43 @@ async fn amqp_sasl_external_with_a_client_certificate() {
             .await
             .is_err()
     );
-    // A certificate from another CA does not pass the handshake.
+    // Certificates from another CA, self-signed or expired do not pass the handshake.
     let stranger = Pki::new("another CA").client("alice", vec![]);
-    assert!(
-        within("wrong CA", lapin_external(&pki, tls.amqps, Some(&stranger)))
-            .await
-            .is_err()
-    );
+    let self_signed = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        Pem {
+            cert: params.self_signed(&key).unwrap().pem(),
+            key: key.serialize_pem(),
+        }
+    };
+    let expired = pki.client_expired("alice");
+    for (what, pem) in [
+        ("another CA", &stranger),
+        ("self-signed", &self_signed),
+        ("expired", &expired),
+    ] {
+        assert!(
+            within(what, lapin_external(&pki, tls.amqps, Some(pem)))
+                .await
+                .is_err(),
+            "{what} certificate let in"
+        );
+        let config = pki.client_config(&[], Some(pem));
+        let refused = match pki::connect(tls.amqps, config).await {
+            Err(_) => true,
+            // TLS 1.3: the client finishes first and learns of the refusal on its first read.
+            Ok((mut s, _, _)) => {
+                let mut buf = [0u8; 1];
+                s.write_all(b"AMQP\x00\x00\x09\x01").await.ok();
+                !matches!(s.read(&mut buf).await, Ok(n) if n > 0)
+            }
+        };
+        assert!(refused, "{what} certificate passed the handshake");
+    }
     suite.stop().await;
 }
 
@@ -604,6 +634,35 @@ async fn mqtt_without_a_password_is_the_certificates_user() {
     })
     .await;
     assert_eq!(refused, Some(ConnectReturnCode::BadUserNamePassword));
+    // MQTT 3.1.1: CONNACK 0x04 for the unknown user, accepted for alice.
+    for (pem, expected) in [
+        (
+            &mallory,
+            Some(rumqttc::ConnectReturnCode::BadUserNamePassword),
+        ),
+        (&alice, Some(rumqttc::ConnectReturnCode::Success)),
+    ] {
+        let mut o = rumqttc::MqttOptions::new("v311-cert", "127.0.0.1", tls.mqtts.port());
+        let config = pki.client_config(&[b"mqtt"], Some(pem));
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+        ));
+        let (_c, mut el) = rumqttc::AsyncClient::new(o, 10);
+        let code = within("3.1.1 CONNACK", async {
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => {
+                        return Some(a.code);
+                    }
+                    Ok(_) => {}
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Some(code),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await;
+        assert_eq!(code, expected);
+    }
     suite.stop().await;
 }
 

@@ -75,6 +75,18 @@ impl Pki {
         self.sign(params)
     }
 
+    /// A client certificate for `cn` that expired yesterday.
+    pub fn client_expired(&self, cn: &str) -> Pem {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::SystemTime::now();
+        params.not_before = (now - 30 * day).into();
+        params.not_after = (now - day).into();
+        self.sign(params)
+    }
+
     fn sign(&self, params: CertificateParams) -> Pem {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();

@@ -94,25 +94,29 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     let caps = ClientCapabilities::from_client_properties(&start_ok.client_properties);
     let client_name = client_name(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_str();
-    let login = match (mechanism, identity) {
-        (EXTERNAL, Some(identity)) => server
-            .engine
-            .authenticate_certificate(&identity.user, Some(peer.ip())),
+    let (user, login) = match (mechanism, identity) {
+        (EXTERNAL, Some(identity)) => (
+            identity.user.clone(),
+            server
+                .engine
+                .authenticate_certificate(&identity.user, Some(peer.ip())),
+        ),
         _ => {
             let (user, password) = match credentials(mechanism, start_ok.response.as_bytes()) {
                 Ok(c) => c,
                 Err(e) => return Err(hs.refuse(e, false).await),
             };
-            server
+            let login = server
                 .engine
                 .authenticate_async(&user, &password, Some(peer.ip()))
-                .await
+                .await;
+            (user, login)
         }
     };
     let principal = match login {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(%peer, mechanism, error = %e, "AMQP login refused");
+            tracing::warn!(%peer, user, mechanism, error = %e, "AMQP login refused");
             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
             if caps.authentication_failure_close {
                 let err = AmqpError::access_refused(format!(
