@@ -9,7 +9,8 @@
 //! - transient: 1 publisher, 1 consumer, 256 B, publish → deliver → ack (memory only);
 //! - durable confirmed: 64 concurrent publishers, each publish awaited until synced;
 //!   beside it the disk's own 4 KiB write+fsync rate (one writer), which bounds
-//!   it: a confirm needs a sync, so rate ≤ syncs/s × writes per sync;
+//!   it: a confirm needs a sync, so rate ≤ syncs/s × writes per sync; then the
+//!   same on a store with encryption at rest (every value sealed);
 //! - fanout: one queue, 10 consumer groups, every group gets every message;
 //! - compete: one queue, one group, 4 competing consumers share every message
 //!   (each delivery once; prints how evenly they shared);
@@ -495,11 +496,27 @@ fn open(dir: &std::path::Path, sync: SyncPolicy) -> Engine {
     Engine::open(c).expect("engine opens")
 }
 
+/// The durable case again, on a store with encryption at rest.
+async fn durable_encrypted(dir: &std::path::Path, n: u64) -> f64 {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    let c = EngineConfig {
+        encryption: Some(Arc::new(gw_core::EncryptionKeys::new(&key, &[]))),
+        ..EngineConfig::new(dir)
+    };
+    let e = Engine::open(c).expect("encrypted engine opens");
+    let t = e.tenant("/").expect("tenant");
+    let (rate, _) = durable(&e, &t, n).await;
+    e.close();
+    rate
+}
+
 /// Everything one run measured.
 struct Figures {
     transient_rate: f64,
     durable_rate: f64,
     durable_stats: DurableStats,
+    durable_encrypted_rate: f64,
     disk: (f64, f64),
     fanout_rate: f64,
     compete: (f64, f64),
@@ -538,6 +555,11 @@ fn main() {
         } else {
             (0.0, DurableStats::default())
         };
+        let durable_encrypted_rate = if run("durable") {
+            durable_encrypted(&base.join("bench-encrypted"), a.durable).await
+        } else {
+            0.0
+        };
         let disk = if run("durable") || run("fsync") {
             disk_sync_rate(&dir)
         } else {
@@ -563,6 +585,7 @@ fn main() {
             transient_rate,
             durable_rate,
             durable_stats,
+            durable_encrypted_rate,
             disk,
             fanout_rate,
             compete,
@@ -574,6 +597,7 @@ fn main() {
         transient_rate,
         durable_rate,
         durable_stats,
+        durable_encrypted_rate,
         disk,
         fanout_rate,
         compete,
@@ -588,6 +612,7 @@ fn main() {
                 "durable_confirmed_msgs_per_s": durable_rate.round(),
                 "durable_ops_per_sync": (durable_stats.ops_per_sync * 10.0).round() / 10.0,
                 "durable_sync_micros": durable_stats.sync_micros.round(),
+                "durable_encrypted_confirmed_msgs_per_s": durable_encrypted_rate.round(),
                 "disk_syncs_per_s": disk.0.round(),
                 "disk_sync_micros": disk.1.round(),
                 "fanout10_deliveries_per_s": fanout_rate.round(),
@@ -619,6 +644,10 @@ fn main() {
         println!(
             "{:<44} {:>14.0}",
             "  store fsync under load (µs)", durable_stats.sync_micros
+        );
+        println!(
+            "{:<44} {:>14.0}",
+            "durable confirmed, encrypted at rest (msg/s)", durable_encrypted_rate
         );
         println!(
             "{:<44} {:>14.0}",

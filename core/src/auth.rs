@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::topic_auth::{TopicPermission, TopicRules};
 
 /// How long a failed password is answered from memory.
 const FAILED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -125,6 +126,9 @@ pub struct Principal {
     user: Arc<str>,
     tags: Arc<[String]>,
     permissions: Arc<[CompiledPermission]>,
+    /// The user's topic permissions (every tenant), compiled per connection
+    /// by [`Principal::topic_rules`].
+    topic: Arc<[TopicPermission]>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -137,7 +141,7 @@ impl std::fmt::Debug for Principal {
 }
 
 impl Principal {
-    fn from_record(rec: &UserRecord) -> Result<Self> {
+    fn from_record(rec: &UserRecord, topic: Vec<TopicPermission>) -> Result<Self> {
         let permissions = rec
             .permissions
             .iter()
@@ -154,7 +158,15 @@ impl Principal {
             user: rec.name.as_str().into(),
             tags: rec.tags.clone().into(),
             permissions: permissions.into(),
+            topic: topic.into(),
         })
+    }
+
+    /// The user's topic permissions on `tenant`, compiled for a connection
+    /// with `client_id` (MQTT's; "" elsewhere); `None` when it has none
+    /// there, so every routing key is allowed.
+    pub fn topic_rules(&self, tenant: &str, client_id: &str) -> Option<TopicRules> {
+        TopicRules::compile(&self.topic, &self.user, tenant, client_id)
     }
 
     /// The user name.
@@ -224,6 +236,8 @@ pub(crate) struct Users {
     /// Compiled permissions, shared by every connection of a user (compiling
     /// the regexes per login costs tens of KiB and microseconds).
     principals: RwLock<HashMap<String, Principal>>,
+    /// Topic permissions by user.
+    topic: RwLock<HashMap<String, Vec<TopicPermission>>>,
 }
 
 impl Users {
@@ -232,6 +246,41 @@ impl Users {
         for r in records {
             u.insert(r.name.clone(), Arc::new(r));
         }
+    }
+
+    /// Every user's topic permissions, at start.
+    pub fn load_topic(&self, records: impl IntoIterator<Item = (String, TopicPermission)>) {
+        let mut t = self.topic.write();
+        for (user, p) in records {
+            t.entry(user).or_default().push(p);
+        }
+    }
+
+    /// Sets (`Some`) or removes one topic permission of a user (on one exchange of one tenant).
+    pub fn put_topic(&self, user: &str, tenant: &str, exchange: &str, p: Option<TopicPermission>) {
+        let mut t = self.topic.write();
+        let list = t.entry(user.to_owned()).or_default();
+        list.retain(|q| !(q.tenant == tenant && q.exchange == exchange));
+        list.extend(p);
+        if list.is_empty() {
+            t.remove(user);
+        }
+        drop(t);
+        self.principals.write().remove(user);
+    }
+
+    /// Topic permissions as (user, permission), sorted.
+    pub fn topic_permissions(&self) -> Vec<(String, TopicPermission)> {
+        let mut v: Vec<_> = self
+            .topic
+            .read()
+            .iter()
+            .flat_map(|(u, list)| list.iter().map(move |p| (u.clone(), p.clone())))
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.0, &a.1.tenant, &a.1.exchange).cmp(&(&b.0, &b.1.tenant, &b.1.exchange))
+        });
+        v
     }
 
     /// Every user's stored record.
@@ -267,6 +316,7 @@ impl Users {
     }
 
     pub fn remove(&self, name: &str) -> bool {
+        self.topic.write().remove(name);
         self.verified.write().remove(name);
         self.failed.write().remove(name);
         self.principals.write().remove(name);
@@ -357,7 +407,13 @@ impl Users {
         if let Some(p) = self.principals.read().get(&rec.name) {
             return Ok(p.clone());
         }
-        let p = Principal::from_record(rec)?;
+        let topic = self
+            .topic
+            .read()
+            .get(&rec.name)
+            .cloned()
+            .unwrap_or_default();
+        let p = Principal::from_record(rec, topic)?;
         self.principals.write().insert(rec.name.clone(), p.clone());
         Ok(p)
     }

@@ -77,6 +77,9 @@ pub enum StoreError {
         /// The format this build reads and writes.
         expected: &'static str,
     },
+    /// The data directory's encryption does not match the configured keys.
+    #[error("{0}")]
+    Encryption(String),
     /// A record could not be decoded.
     #[error("corrupt record in {keyspace}: {reason}")]
     Corrupt {

@@ -55,6 +55,7 @@ mod routing;
 mod store;
 mod tenant;
 mod timers;
+mod topic_auth;
 mod trim;
 mod watermarks;
 
@@ -76,8 +77,9 @@ pub use queue::{
 pub use routing::{BindingSpec, Destination, ExchangeKind, ExchangeSpec, topic_matches};
 pub use store::records::GroupCounters;
 pub use store::{
-    MemoryStore, STORE_FORMAT, Storage, StoreHealth, StoreStats, SyncPolicy, Ticket,
-    create_dir_all_durably,
+    EncryptionKeys, KeyFileError, MemoryStore, STORE_FORMAT, Storage, StoreHealth, StoreStats,
+    SyncPolicy, Ticket, create_dir_all_durably, generate_key_file,
 };
 pub use tenant::PREDECLARED;
+pub use topic_auth::{TopicPermission, TopicRules};
 pub use watermarks::{AlarmKind, NodeAlarm, Watermark, Watermarks};

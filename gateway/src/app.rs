@@ -100,6 +100,7 @@ impl Gateway {
             cache_bytes: config.cache_bytes,
             queue_memory_bytes: config.queue_memory_bytes,
             watermarks: config.watermarks,
+            encryption: config.encryption.clone(),
             ..EngineConfig::new(&config.data_dir)
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))

@@ -111,7 +111,37 @@ pub struct Cli {
     )]
     pub memory_high_watermark: Option<String>,
 
+    /// Encryption at rest: a file holding the key (32 bytes, or 64 hex digits
+    /// as `gateway keygen` writes). A data directory is created encrypted or
+    /// not, and then always opens with the same choice.
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+
+    /// Earlier keys (comma-separated files), still needed to read what was
+    /// written under them after a key change.
+    #[arg(
+        long,
+        env = "GATEWAY_ENCRYPTION_OLD_KEYS",
+        value_name = "FILE[,FILE...]"
+    )]
+    pub encryption_old_keys: Option<String>,
+
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub check_config: bool,
+
+    /// A tool instead of the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does besides running the gateway.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Writes a new random encryption key to FILE (readable by its owner
+    /// only; an existing file is never replaced) and prints its id.
+    Keygen {
+        /// Where to write the key.
+        file: PathBuf,
+    },
 }

@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{SyncPolicy, Watermark, Watermarks};
+use gw_core::{EncryptionKeys, SyncPolicy, Watermark, Watermarks};
 use gw_listen::{IdentityFrom, MinVersion, TlsSettings};
 use serde::Deserialize;
 
@@ -32,6 +33,9 @@ pub enum ConfigError {
         /// toml's message (names the key and line).
         message: String,
     },
+    /// An encryption key file cannot be used.
+    #[error("{0}")]
+    Key(#[from] gw_core::KeyFileError),
     /// A value is out of its domain.
     #[error("invalid {key} '{value}': {reason}")]
     Invalid {
@@ -76,6 +80,8 @@ struct StorageFile {
     sync: Option<String>,
     cache_mb: Option<u64>,
     queue_memory_mb: Option<u64>,
+    encryption_key_file: Option<PathBuf>,
+    old_keys: Vec<PathBuf>,
 }
 
 /// Node-wide resource limits (RabbitMQ's `disk_free_limit` and
@@ -113,7 +119,7 @@ struct DoorFile {
 }
 
 /// One door's listener and settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DoorConfig {
     /// Where to listen, in order; empty: the door is off.
     pub listen: Vec<ListenAddr>,
@@ -121,6 +127,34 @@ pub struct DoorConfig {
     pub tls_listen: Vec<ListenAddr>,
     /// Door-specific settings from the file's table (each door parses its own).
     pub settings: toml::Table,
+}
+
+/// `--check-config` prints the configuration: a door setting that holds a
+/// secret (a token, a password) is shown as `<redacted>`.
+impl std::fmt::Debug for DoorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |k: &str| {
+            ["token", "password", "secret"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        let settings: toml::Table = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret(k) {
+                    toml::Value::String("<redacted>".into())
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect();
+        f.debug_struct("DoorConfig")
+            .field("listen", &self.listen)
+            .field("settings", &settings)
+            .finish()
+    }
 }
 
 /// The merged, validated configuration.
@@ -142,6 +176,9 @@ pub struct Config {
     pub watermarks: Watermarks,
     /// The TLS certificate and client certificate rules (`[tls]`); None: no TLS listener.
     pub tls: Option<TlsSettings>,
+    /// Encryption at rest: the keys read from `[storage] encryption_key_file`
+    /// and `old_keys` (shown by their ids only).
+    pub encryption: Option<Arc<EncryptionKeys>>,
     /// AMQP listener and settings.
     pub amqp: DoorConfig,
     /// MQTT listener and settings.
@@ -168,6 +205,7 @@ impl Config {
             queue_memory_bytes: 8 << 20,
             watermarks: Watermarks::default(),
             tls: None,
+            encryption: None,
             amqp: door(),
             mqtt: door(),
             http: door(),
@@ -213,6 +251,7 @@ impl Config {
         let watermarks = watermarks(cli, &file.limits)?;
         let tls = tls(cli, &file.tls)?;
         let on = tls.is_some();
+        let encryption = encryption_keys(cli, &file.storage)?;
         Ok(Config {
             data_dir,
             log_format,
@@ -226,6 +265,7 @@ impl Config {
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
             watermarks,
             tls,
+            encryption,
             amqp: door(
                 ["amqp listen address", "amqps listen address"],
                 [cli.amqp_listen.as_deref(), cli.amqps_listen.as_deref()],
@@ -437,6 +477,37 @@ fn watermarks(cli: &Cli, file: &LimitsFile) -> Result<Watermarks, ConfigError> {
     })
 }
 
+/// The keys of encryption at rest: the flag or `GATEWAY_ENCRYPTION_KEY_FILE`,
+/// else `[storage] encryption_key_file`; old keys likewise. Old keys without
+/// a current one are refused: they would be silently unused.
+fn encryption_keys(
+    cli: &Cli,
+    file: &StorageFile,
+) -> Result<Option<Arc<EncryptionKeys>>, ConfigError> {
+    let old: Vec<PathBuf> = match &cli.encryption_old_keys {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => file.old_keys.clone(),
+    };
+    let current = cli
+        .encryption_key_file
+        .as_ref()
+        .or(file.encryption_key_file.as_ref());
+    match current {
+        Some(path) => Ok(Some(Arc::new(EncryptionKeys::from_files(path, &old)?))),
+        None if old.is_empty() => Ok(None),
+        None => Err(invalid(
+            "storage.old_keys",
+            &old[0].display().to_string(),
+            "old keys need a current one (storage.encryption_key_file)",
+        )),
+    }
+}
+
 /// One watermark: `off`, a size (`1GiB`, `512MB`) or a fraction (`5%`, `0.05`).
 fn parse_watermark(key: &'static str, text: &str) -> Result<Watermark, ConfigError> {
     Watermark::parse(text).map_err(|reason| invalid(key, text, &reason))
@@ -559,6 +630,51 @@ mod tests {
         let c = Config::load(&cli).unwrap();
         assert_eq!(c.watermarks.disk_free_min, Some(Watermark::Off));
         assert_eq!(c.watermarks.memory_high, Watermark::Bytes(512_000_000));
+    }
+
+    #[test]
+    fn encryption_keys_from_the_file_and_flags() {
+        let keys = tempfile::tempdir().unwrap();
+        let (current, old) = (keys.path().join("new.key"), keys.path().join("old.key"));
+        let new_id = gw_core::generate_key_file(&current).unwrap();
+        gw_core::generate_key_file(&old).unwrap();
+        assert!(Config::load(&Cli::default()).unwrap().encryption.is_none());
+        let (_d, cli) = cli_with(&format!(
+            "[storage]\nencryption_key_file = {:?}\nold_keys = [{:?}]\n",
+            current, old
+        ));
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.encryption.as_ref().unwrap().current_id(), new_id);
+        // What --check-config prints names the keys by id, never by value.
+        let shown = format!("{c:?}");
+        assert!(shown.contains(&new_id), "{shown}");
+        let text = std::fs::read_to_string(&current).unwrap();
+        assert!(!shown.contains(text.trim()), "{shown}");
+        // Old keys alone would be silently unused.
+        let cli = Cli {
+            encryption_old_keys: Some(old.display().to_string()),
+            ..Cli::default()
+        };
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("storage.old_keys"), "{e}");
+        let cli = Cli {
+            encryption_key_file: Some(keys.path().join("missing.key")),
+            ..Cli::default()
+        };
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(e.contains("missing.key"), "{e}");
+    }
+
+    #[test]
+    fn secrets_in_door_settings_are_not_shown() {
+        let (_d, cli) =
+            cli_with("[http]\nmetrics_token = \"s3cr3t-scrape-token\"\nmax_connections = 7\n");
+        let shown = format!("{:?}", Config::load(&cli).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("max_connections"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -3,11 +3,23 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gateway::cli::Cli;
+use gateway::cli::{Cli, Command};
 use gateway::{Config, Gateway};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keygen { file }) = &cli.command {
+        return match gw_core::generate_key_file(file) {
+            Ok(id) => {
+                println!("wrote encryption key {id} to {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gateway keygen: {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli) {
         Ok(c) => c,
         Err(e) => {

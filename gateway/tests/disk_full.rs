@@ -280,7 +280,10 @@ async fn next_flow_event(events: &mut (impl futures::Stream<Item = Event> + Unpi
 
 /// The `gateway_alarm_active` line for the disk.
 async fn disk_alarm_metric(gw: &Process) -> String {
-    let response = reqwest::get(format!("http://{}/metrics", gw.http))
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/metrics", gw.http))
+        .basic_auth("guest", Some("guest"))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200, "/metrics");

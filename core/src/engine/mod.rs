@@ -75,6 +75,9 @@ pub struct EngineConfig {
     /// Created on first start: tenant `/` and this user with full rights on it,
     /// limited to loopback (RabbitMQ's guest/guest).
     pub default_user: Option<(String, String)>,
+    /// Encryption at rest: with keys, every value reaches the disk sealed
+    /// (the memory backend, which never writes a file, ignores it).
+    pub encryption: Option<Arc<crate::store::EncryptionKeys>>,
 }
 
 impl EngineConfig {
@@ -88,6 +91,7 @@ impl EngineConfig {
             queue_memory_bytes: 8 << 20,
             watermarks: crate::watermarks::Watermarks::default(),
             default_user: Some(("guest".into(), "guest".into())),
+            encryption: None,
         }
     }
 
@@ -141,7 +145,12 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens the store, recovers everything in it and starts the engine's threads.
     pub fn open(config: EngineConfig) -> Result<Engine> {
-        let backend = crate::store::open(&config.storage, &config.data_dir, config.cache_bytes)?;
+        let backend = crate::store::open(
+            &config.storage,
+            &config.data_dir,
+            config.cache_bytes,
+            config.encryption.clone(),
+        )?;
         let catalog = match backend.load_catalog() {
             Ok(c) => c,
             Err(e) => {

@@ -20,6 +20,12 @@ impl EngineInner {
         let backend = store.backend();
         let fresh = catalog.tenants.is_empty() && catalog.users.is_empty();
         self.users.load(catalog.users);
+        self.users.load_topic(
+            catalog
+                .topic_permissions
+                .into_iter()
+                .map(|r| (r.user, r.permission)),
+        );
         for t in catalog.tenants {
             self.tenants.write().insert(
                 t.name.clone(),

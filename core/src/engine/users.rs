@@ -8,6 +8,8 @@ use crate::auth::{self, Permission, Principal, UserInfo, UserRecord};
 use crate::error::{Error, Result};
 use crate::names::check_name;
 use crate::store::Write;
+use crate::store::records::TopicPermissionRecord;
+use crate::topic_auth::{self, TopicPermission};
 
 impl Engine {
     /// Checks a login; `peer` is the client's address (loopback-only users are
@@ -66,8 +68,83 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets a user's topic permission on one exchange of a tenant (replacing
+    /// the one it had there), as `rabbitmqctl set_topic_permissions`.
+    pub fn set_topic_permission(&self, user: &str, permission: TopicPermission) -> Result<()> {
+        topic_auth::validate(&permission)?;
+        if self.inner.users.get(user).is_none() {
+            return Err(Error::not_found("user", user));
+        }
+        self.tenant(&permission.tenant)?;
+        let (tenant, exchange) = (permission.tenant.clone(), permission.exchange.clone());
+        self.inner.store().submit(
+            Write::TopicPermission(TopicPermissionRecord {
+                user: user.to_owned(),
+                permission: permission.clone(),
+            }),
+            true,
+        );
+        self.inner
+            .users
+            .put_topic(user, &tenant, &exchange, Some(permission));
+        Ok(())
+    }
+
+    /// Removes a user's topic permissions on a tenant: on one exchange, or on
+    /// all of them. Returns how many were removed.
+    pub fn clear_topic_permissions(
+        &self,
+        user: &str,
+        tenant: &str,
+        exchange: Option<&str>,
+    ) -> Result<usize> {
+        if self.inner.users.get(user).is_none() {
+            return Err(Error::not_found("user", user));
+        }
+        let gone: Vec<String> = self
+            .topic_permissions()
+            .into_iter()
+            .filter(|(u, p)| u == user && p.tenant == tenant)
+            .filter(|(_, p)| exchange.is_none_or(|x| x == p.exchange))
+            .map(|(_, p)| p.exchange)
+            .collect();
+        for x in &gone {
+            self.inner.store().submit(
+                Write::ForgetTopicPermission {
+                    user: user.to_owned(),
+                    tenant: tenant.to_owned(),
+                    exchange: x.clone(),
+                },
+                true,
+            );
+            self.inner.users.put_topic(user, tenant, x, None);
+        }
+        Ok(gone.len())
+    }
+
+    /// Every topic permission, as (user, permission).
+    pub fn topic_permissions(&self) -> Vec<(String, TopicPermission)> {
+        self.inner.users.topic_permissions()
+    }
+
     /// Deletes a user.
     pub fn delete_user(&self, name: &str) -> Result<()> {
+        let topic: Vec<TopicPermission> = self
+            .topic_permissions()
+            .into_iter()
+            .filter(|(u, _)| u == name)
+            .map(|(_, p)| p)
+            .collect();
+        for p in topic {
+            self.inner.store().submit(
+                Write::ForgetTopicPermission {
+                    user: name.to_owned(),
+                    tenant: p.tenant,
+                    exchange: p.exchange,
+                },
+                true,
+            );
+        }
         if !self.inner.users.remove(name) {
             return Err(Error::not_found("user", name));
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::records::{
     BindingRecord, DelayedRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord,
-    RetainedRecord, TenantRecord,
+    RetainedRecord, TenantRecord, TopicPermissionRecord,
 };
 use super::writes::Write;
 use crate::auth::UserRecord;
@@ -36,6 +36,7 @@ pub(crate) struct Catalog {
     /// The next queue id (or 1).
     pub next_queue_id: u64,
     pub users: Vec<UserRecord>,
+    pub topic_permissions: Vec<TopicPermissionRecord>,
     pub tenants: Vec<TenantRecord>,
     pub exchanges: Vec<ExchangeRecord>,
     pub queues: Vec<QueueRecord>,

@@ -15,7 +15,7 @@ use super::backend::{
 };
 use super::records::{
     BindingRecord, DelayedRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord,
-    RetainedRecord, TenantRecord,
+    RetainedRecord, TenantRecord, TopicPermissionRecord,
 };
 use super::writes::{Counter, Write};
 use crate::auth::UserRecord;
@@ -89,6 +89,8 @@ struct Data {
     counters: HashMap<&'static str, u64>,
     tenants: BTreeMap<String, TenantRecord>,
     users: BTreeMap<String, UserRecord>,
+    /// Keyed by (user, tenant, exchange).
+    topic_permissions: BTreeMap<(String, String, String), TopicPermissionRecord>,
     exchanges: BTreeMap<(String, String), ExchangeRecord>,
     /// Keyed by tenant and the encoded spec (a binding has no shorter identity).
     bindings: BTreeMap<(String, Vec<u8>), BindingRecord>,
@@ -152,6 +154,19 @@ impl Data {
             }
             Write::User(r) => {
                 self.users.insert(r.name.clone(), r.clone());
+            }
+            Write::TopicPermission(r) => {
+                let p = &r.permission;
+                let key = (r.user.clone(), p.tenant.clone(), p.exchange.clone());
+                self.topic_permissions.insert(key, r.clone());
+            }
+            Write::ForgetTopicPermission {
+                user,
+                tenant,
+                exchange,
+            } => {
+                self.topic_permissions
+                    .remove(&(user.clone(), tenant.clone(), exchange.clone()));
             }
             Write::ForgetUser(n) => {
                 self.users.remove(n);
@@ -353,6 +368,7 @@ impl Backend for MemoryBackend {
             next_message_id: counter(Counter::MessageIds),
             next_queue_id: counter(Counter::QueueIds),
             users: d.users.values().cloned().collect(),
+            topic_permissions: d.topic_permissions.values().cloned().collect(),
             tenants: d.tenants.values().cloned().collect(),
             exchanges: d.exchanges.values().cloned().collect(),
             queues: d.queues.values().cloned().collect(),

@@ -16,6 +16,7 @@ mod commit;
 pub(crate) mod fjall;
 mod memory;
 pub(crate) mod records;
+pub(crate) mod seal;
 mod writes;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ pub(crate) use commit::{AwaitsTicket, Store, StoreHook};
 pub use fjall::STORE_FORMAT;
 pub use fjall::dir_sync::create_dir_all_durably;
 pub use memory::MemoryStore;
+pub use seal::{EncryptionKeys, KeyFileError, generate_key_file};
 pub(crate) use writes::{Counter, Write};
 
 /// Where the engine keeps what must survive a restart.
@@ -51,9 +53,10 @@ pub(crate) fn open(
     storage: &Storage,
     data_dir: &Path,
     cache_bytes: u64,
+    encryption: Option<Arc<EncryptionKeys>>,
 ) -> Result<Arc<dyn Backend>> {
     Ok(match storage {
-        Storage::Disk => fjall::FjallBackend::open(data_dir, cache_bytes)?,
+        Storage::Disk => fjall::FjallBackend::open(data_dir, cache_bytes, encryption)?,
         Storage::Memory(m) => m.open(),
     })
 }

@@ -15,6 +15,13 @@ pub(crate) struct TenantRecord {
     pub created_at: u64,
 }
 
+/// A user's topic permission (keyed by user, tenant and exchange).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TopicPermissionRecord {
+    pub user: String,
+    pub permission: crate::topic_auth::TopicPermission,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ExchangeRecord {
     pub tenant: String,

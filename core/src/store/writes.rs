@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::records::{
     BindingRecord, ExchangeRecord, GroupRecord, QueueRecord, QueueStateRecord, TenantRecord,
+    TopicPermissionRecord,
 };
 use crate::auth::UserRecord;
 use crate::message::Message;
@@ -35,6 +36,13 @@ pub(crate) enum Write {
     ForgetTenant(String),
     User(UserRecord),
     ForgetUser(String),
+    /// A user's topic permission on one exchange of a tenant.
+    TopicPermission(TopicPermissionRecord),
+    ForgetTopicPermission {
+        user: String,
+        tenant: String,
+        exchange: String,
+    },
     Exchange(ExchangeRecord),
     ForgetExchange {
         tenant: String,

@@ -1,6 +1,7 @@
 //! The engine's behavioural suite, run on every storage backend. Each test is
 //! written once, in `backends/*.rs`, against a [`common::Backend`], and
-//! instantiated below for each backend: `fjall::…` and `memory::…`. A new
+//! instantiated below for each backend: `fjall::…`, `memory::…` and
+//! `fjall_encrypted::…` (fjall with encryption at rest). A new
 //! backend passes when it adds one line at the bottom and every test is green.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
@@ -46,6 +47,7 @@ macro_rules! suite {
                 restarts::retained_messages_and_adapter_state_survive,
                 restarts::a_backlog_behind_the_memory_window_is_read_back_in_order,
                 restarts::ids_are_never_reused_across_restarts,
+                restarts::topic_permissions_survive_a_restart,
             );
             suite!(@sync $backend;
                 state_machine::standard_queue_never_loses_or_resurrects,
@@ -73,3 +75,4 @@ macro_rules! suite {
 
 suite!(fjall);
 suite!(memory);
+suite!(fjall_encrypted);

@@ -427,3 +427,61 @@ pub async fn ids_are_never_reused_across_restarts(b: Backend) {
         e.close();
     }
 }
+
+pub async fn topic_permissions_survive_a_restart(b: Backend) {
+    let rule = gw_core::TopicPermission {
+        tenant: "/".into(),
+        exchange: "amq.topic".into(),
+        write: r"^devices\.%u\..*".into(),
+        read: ".*".into(),
+    };
+    {
+        let e = b.open();
+        e.put_user("dev1", "pw", vec![]).unwrap();
+        e.put_user("dev2", "pw", vec![]).unwrap();
+        e.set_permission("dev1", Permission::full("/")).unwrap();
+        e.set_topic_permission("dev1", rule.clone()).unwrap();
+        e.set_topic_permission("dev2", rule.clone()).unwrap();
+        let other = gw_core::TopicPermission {
+            exchange: "events".into(),
+            ..rule.clone()
+        };
+        e.set_topic_permission("dev1", other).unwrap();
+        assert_eq!(
+            e.clear_topic_permissions("dev1", "/", Some("events"))
+                .unwrap(),
+            1
+        );
+        e.delete_user("dev2").unwrap();
+        // Unknown user, tenant, or a pattern that does not compile: refused.
+        assert!(e.set_topic_permission("nobody", rule.clone()).is_err());
+        let bad = gw_core::TopicPermission {
+            write: "(".into(),
+            ..rule.clone()
+        };
+        assert!(e.set_topic_permission("dev1", bad).is_err());
+        e.close();
+    }
+    let e = b.open();
+    assert_eq!(e.topic_permissions(), vec![("dev1".to_owned(), rule)]);
+    let p = e.authenticate("dev1", b"pw", None).unwrap();
+    let rules = p.topic_rules("/", "").unwrap();
+    assert!(
+        rules
+            .check("amq.topic", gw_core::Access::Write, "devices.dev1.t")
+            .is_ok()
+    );
+    assert!(
+        rules
+            .check("amq.topic", gw_core::Access::Write, "devices.dev2.t")
+            .is_err()
+    );
+    e.put_user("dev2", "pw", vec![]).unwrap();
+    assert!(
+        e.authenticate("dev2", b"pw", None)
+            .unwrap()
+            .topic_rules("/", "")
+            .is_none(),
+        "a deleted user's rules went with it"
+    );
+}

@@ -2,11 +2,12 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gw_core::{
-    ConsumerSpec, DEFAULT_GROUP, Delivery, Engine, EngineConfig, MemoryStore, Message, Queue,
-    QueueSettings, QueueSpec, SyncPolicy,
+    ConsumerSpec, DEFAULT_GROUP, Delivery, EncryptionKeys, Engine, EngineConfig, MemoryStore,
+    Message, Queue, QueueSettings, QueueSpec, SyncPolicy,
 };
 
 pub fn open(dir: &std::path::Path) -> Engine {
@@ -22,6 +23,8 @@ pub enum Backend {
     Fjall(tempfile::TempDir),
     /// Memory that outlives the engines opened on it.
     Memory(MemoryStore),
+    /// fjall with encryption at rest: every value sealed under this key.
+    FjallEncrypted(tempfile::TempDir, Arc<EncryptionKeys>),
 }
 
 impl Backend {
@@ -33,12 +36,25 @@ impl Backend {
         Backend::Memory(MemoryStore::new())
     }
 
+    pub fn fjall_encrypted() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Backend::FjallEncrypted(
+            tempfile::tempdir().expect("temporary directory"),
+            Arc::new(EncryptionKeys::new(&key, &[])),
+        )
+    }
+
     /// The engine's configuration on this backend (no fsync: tests only
     /// need writes to reach the operating system).
     pub fn config(&self) -> EngineConfig {
         let mut c = match self {
             Backend::Fjall(dir) => EngineConfig::new(dir.path()),
             Backend::Memory(store) => EngineConfig::in_memory(store),
+            Backend::FjallEncrypted(dir, keys) => EngineConfig {
+                encryption: Some(Arc::clone(keys)),
+                ..EngineConfig::new(dir.path())
+            },
         };
         c.sync = SyncPolicy::Never;
         c

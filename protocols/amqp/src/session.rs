@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use amq_protocol::protocol::AMQPClass;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use gw_core::{Access, Engine, Principal, Tenant};
+use gw_core::{Access, Engine, Principal, Tenant, TopicRules};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -66,6 +66,9 @@ pub struct Session {
     principal: RwLock<Principal>,
     /// Bumped whenever the principal changes, so cached permission checks expire.
     principal_epoch: AtomicU64,
+    /// The user's topic permissions on this vhost (`None`: every routing key
+    /// of every topic exchange is allowed).
+    topic_rules: RwLock<Option<Arc<TopicRules>>>,
     /// Engine-wide id: owner of the connection's exclusive queues.
     pub conn_id: u64,
     /// Negotiated frame size.
@@ -120,7 +123,12 @@ pub struct SessionInit {
 impl Session {
     /// A session from its parts.
     pub fn new(init: SessionInit) -> Self {
+        let topic_rules = init
+            .principal
+            .topic_rules(init.tenant.name(), "")
+            .map(Arc::new);
         Session {
+            topic_rules: RwLock::new(topic_rules),
             tenant: init.tenant,
             principal: RwLock::new(init.principal),
             principal_epoch: AtomicU64::new(0),
@@ -147,6 +155,7 @@ impl Session {
 
     /// Replaces the user after `connection.update-secret`.
     pub fn set_principal(&self, p: Principal) {
+        *self.topic_rules.write() = p.topic_rules(self.vhost(), "").map(Arc::new);
         *self.principal.write() = p;
         self.principal_epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -173,6 +182,25 @@ impl Session {
                 p.user()
             ))
         })
+    }
+
+    /// Topic authorisation (RabbitMQ's topic permissions): a routing key
+    /// published (`Write`) or a binding key bound (`Read`) on a topic
+    /// exchange. Other exchange kinds are not governed.
+    pub fn check_topic(&self, access: Access, exchange: &str, key: &str) -> AmqpResult {
+        let Some(rules) = self.topic_rules.read().clone() else {
+            return Ok(());
+        };
+        let is_topic = self
+            .tenant
+            .exchange(exchange)
+            .is_ok_and(|x| x.spec.kind == gw_core::ExchangeKind::Topic);
+        if !is_topic {
+            return Ok(());
+        }
+        rules
+            .check(exchange, access, key)
+            .map_err(|e| AmqpError::access_refused(e.to_string()))
     }
 
     /// Passes when the user has any of the three permissions on the resource

@@ -42,6 +42,43 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Largest WebSocket message accepted on `/mqtt`.
     pub websocket_max_message_bytes: usize,
+    /// A bearer token that lets a scraper read `/metrics` without a user
+    /// (none by default: a user tagged `monitoring` or `administrator`).
+    pub metrics_token: Option<Secret>,
+}
+
+/// A secret from the configuration: never shown (`Debug` prints its length
+/// only), compared in constant time.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Secret(text.into())
+    }
+
+    /// Whether `given` is the secret, in time independent of where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        // Equal-length digests: the comparison takes the same time for
+        // every wrong guess, whatever its length.
+        let (a, b) = (
+            Sha256::digest(self.0.as_bytes()),
+            Sha256::digest(given.as_bytes()),
+        );
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} characters>)", self.0.chars().count())
+    }
 }
 
 impl Default for Config {
@@ -60,6 +97,7 @@ impl Default for Config {
             header_read_timeout_secs: 30,
             body_timeout_secs: 30,
             websocket_max_message_bytes: 16 * 1024 * 1024,
+            metrics_token: None,
         }
     }
 }
@@ -115,6 +153,12 @@ impl Config {
             return err(
                 "max_long_polls",
                 "must be below max_connections (each long poll holds a connection)",
+            );
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return err(
+                "metrics_token",
+                "must be at least 16 characters (it lets a scraper read every tenant's metrics)",
             );
         }
         if self.max_consume_bytes == 0 {

@@ -47,7 +47,7 @@ use utoipa_axum::routes;
 
 pub use api::body::{JSON as JSON_CONTENT_TYPE, TEXT as TEXT_CONTENT_TYPE};
 pub use api::handler::Handler;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Secret};
 pub use error::{ApiError, ErrorBody};
 pub use server::HttpDoor;
 pub use state::AppState;
@@ -58,7 +58,11 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api::routes(&state))
         .merge(manage::routes(&state))
-        .routes(routes!(metrics::metrics))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(metrics::metrics))
+                .layer(from_fn_with_state(state.clone(), metrics::authenticate)),
+        )
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::openapi_json))

@@ -1,21 +1,30 @@
-//! `GET /metrics` (Prometheus text format 0.0.4) and the message rates the
-//! management overview shares with it.
+//! `GET /metrics` (OpenMetrics text, which Prometheus reads) and the message
+//! rates the management overview shares with it. Only users tagged
+//! `monitoring` or `administrator`, or a scraper with the metrics token, read
+//! it; a `monitoring` user sees the series of its own tenants only.
 //!
 //! Rates are counter deltas over the time since the previous sample, taken
 //! at most once a second whoever asks (a scrape, the overview), so several
 //! readers do not shorten each other's window to nothing.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use gw_core::{Engine, Queue, QueueStats};
-use parking_lot::Mutex;
+use std::sync::atomic::AtomicU64;
 
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gw_core::{Engine, Principal, Queue, QueueStats};
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// A gauge family over the node alarms: name, help, the value of one alarm.
@@ -57,8 +66,10 @@ pub struct QueueRates {
 
 /// Per group: (delivered, acked).
 type GroupCounts = HashMap<String, (u64, u64)>;
-/// A metric family: name, type, help, and how to read it.
-type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+/// A queue metric family: name, help, and how to read it.
+type QueueFamily = (&'static str, &'static str, fn(&QueueStats) -> u64);
+/// A group metric family: name, help, and how to read it.
+type GroupFamily = (&'static str, &'static str, fn(&gw_core::GroupStats) -> u64);
 
 #[derive(Clone)]
 struct Sample {
@@ -125,92 +136,165 @@ impl Rates {
     }
 }
 
-/// Escapes a Prometheus label value.
-fn label(v: &str) -> String {
+/// Label pairs of one sample; values escaped with [`escaped`].
+type Labels = Vec<(&'static str, String)>;
+
+/// A label value as OpenMetrics text needs it. `prometheus-client` 0.24
+/// writes label values as given (a queue name with a quote or a newline
+/// would break the whole exposition; the unit test shows it), so they are
+/// escaped here, once, before they reach it.
+fn escaped(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-/// Renders the metrics text.
-pub fn render(state: &AppState) -> String {
-    let engine = state.engine();
-    let snaps = snapshot(engine);
-    let rates = state.inner().rates.update(&snaps);
-    let mut out = String::with_capacity(4096 + snaps.len() * 1024);
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
+/// One scrape's exposition: every family is registered with the values of
+/// this moment, then encoded by `prometheus-client` (OpenMetrics text, label
+/// values escaped, counters with their `_total` samples, `# EOF`).
+#[derive(Default)]
+struct Exposition {
+    registry: Registry,
+}
 
-    family(
-        &mut out,
-        "gateway_connections",
-        "gauge",
-        "Open client connections per protocol.",
-    );
+impl Exposition {
+    fn gauge(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, u64)>) {
+        let family = Family::<Labels, Gauge>::default();
+        for (labels, v) in samples {
+            family
+                .get_or_create(&labels)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        self.registry.register(name, help_text(help), family);
+    }
+
+    fn gauge_f64(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, f64)>,
+    ) {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (labels, v) in samples {
+            family.get_or_create(&labels).set(v);
+        }
+        self.registry.register(name, help_text(help), family);
+    }
+
+    /// `name` without `_total` (the encoder adds it to each sample).
+    fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, u64)>,
+    ) {
+        let family = Family::<Labels, Counter>::default();
+        for (labels, v) in samples {
+            family.get_or_create(&labels).inc_by(v);
+        }
+        self.registry.register(name, help_text(help), family);
+    }
+
+    /// A gauge without labels.
+    fn one(&mut self, name: &str, help: &str, v: u64) {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+        self.registry.register(name, help_text(help), gauge);
+    }
+
+    /// A counter without labels.
+    fn one_counter(&mut self, name: &str, help: &str, v: u64) {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(v);
+        self.registry.register(name, help_text(help), counter);
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The encoder ends every help text with a period itself.
+fn help_text(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
+}
+
+/// Which tenants' series a scrape may see (node-wide series are in every one).
+#[derive(Clone)]
+pub enum Scope {
+    /// Every tenant: administrators and the metrics token.
+    All,
+    /// Those the user has a permission on (a `monitoring` user).
+    Of(Principal),
+}
+
+impl Scope {
+    fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Of(p) => p.may_use_tenant(tenant),
+        }
+    }
+}
+
+/// Renders the metrics text for `scope`.
+pub fn render(state: &AppState, scope: &Scope) -> String {
+    let engine = state.engine();
+    let snaps: Vec<QueueSnapshot> = snapshot(engine)
+        .into_iter()
+        .filter(|s| scope.sees(&s.tenant))
+        .collect();
+    let rates = state.inner().rates.update(&snaps);
+    let mut x = Exposition::default();
+
     let mut by_protocol: HashMap<&'static str, u64> = [("amqp", 0), ("mqtt", 0), ("http", 0)]
         .into_iter()
         .collect();
     for c in engine.connections() {
         *by_protocol.entry(c.protocol).or_default() += 1;
     }
-    let mut protocols: Vec<_> = by_protocol.into_iter().collect();
-    protocols.sort();
-    for (p, n) in protocols {
-        let _ = writeln!(out, "gateway_connections{{protocol=\"{p}\"}} {n}");
-    }
-    family(
-        &mut out,
+    x.gauge(
+        "gateway_connections",
+        "Open client connections per protocol.",
+        by_protocol
+            .into_iter()
+            .map(|(p, n)| (vec![("protocol", escaped(p))], n)),
+    );
+    x.one(
         "gateway_storage_bytes",
-        "gauge",
         "Bytes the data directory takes.",
+        engine.disk_bytes(),
     );
-    let _ = writeln!(out, "gateway_storage_bytes {}", engine.disk_bytes());
-    family(
-        &mut out,
+    x.one(
         "gateway_delayed_messages",
-        "gauge",
         "Messages waiting for their delivery time.",
+        engine.delayed_count() as u64,
     );
-    let _ = writeln!(out, "gateway_delayed_messages {}", engine.delayed_count());
-    family(
-        &mut out,
+    x.one(
         "gateway_storage_under_pressure",
-        "gauge",
         "1 while writes pile up faster than the disk takes them.",
-    );
-    let _ = writeln!(
-        out,
-        "gateway_storage_under_pressure {}",
-        u8::from(engine.under_pressure())
+        u64::from(engine.under_pressure()),
     );
     let store = engine.store_health();
-    family(
-        &mut out,
+    x.one(
         "gateway_store_writable",
-        "gauge",
         "1 while the store takes writes; 0 while it refuses them (it retries every 500 ms).",
+        u64::from(store.writable),
     );
-    let _ = writeln!(out, "gateway_store_writable {}", u8::from(store.writable));
-    family(
-        &mut out,
-        "gateway_store_write_errors_total",
-        "counter",
+    x.one_counter(
+        "gateway_store_write_errors",
         "Write batches the store failed (their publishers were refused).",
-    );
-    let _ = writeln!(
-        out,
-        "gateway_store_write_errors_total {}",
-        store.write_errors
+        store.write_errors,
     );
     if let Some(free) = engine.disk_free_bytes() {
-        family(
-            &mut out,
+        x.one(
             "gateway_disk_free_bytes",
-            "gauge",
             "Bytes free for the gateway on the data directory's filesystem.",
+            free,
         );
-        let _ = writeln!(out, "gateway_disk_free_bytes {free}");
     }
     let alarms = engine.alarms();
     let alarm_families: [AlarmFamily; 3] = [
@@ -231,157 +315,137 @@ pub fn render(state: &AppState) -> String {
         ),
     ];
     for (name, help, value) in alarm_families {
-        family(&mut out, name, "gauge", help);
-        for a in &alarms {
-            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", a.kind.name(), value(a));
-        }
+        x.gauge(
+            name,
+            help,
+            alarms
+                .iter()
+                .map(|a| (vec![("kind", escaped(a.kind.name()))], value(a))),
+        );
     }
-    family(
-        &mut out,
+    x.one(
         "gateway_http_long_polls",
-        "gauge",
         "HTTP long polls waiting now.",
-    );
-    let _ = writeln!(
-        out,
-        "gateway_http_long_polls {}",
-        state.config().max_long_polls - state.inner().long_polls.available_permits()
+        (state.config().max_long_polls - state.inner().long_polls.available_permits()) as u64,
     );
 
-    let q_families: [Family<QueueStats>; 6] = [
+    let qlabels = |s: &QueueSnapshot| -> Labels {
+        vec![
+            ("tenant", escaped(&s.tenant)),
+            ("queue", escaped(s.queue.name())),
+        ]
+    };
+    let q_gauges: [QueueFamily; 5] = [
         (
             "gateway_queue_messages_retained",
-            "gauge",
             "Messages the queue's log retains.",
             |s| s.retained,
         ),
         (
             "gateway_queue_bytes_retained",
-            "gauge",
             "Bytes the queue's log retains.",
             |s| s.retained_bytes,
         ),
         (
-            "gateway_queue_messages_published_total",
-            "counter",
-            "Messages published into the queue.",
-            |s| s.published,
-        ),
-        (
             "gateway_queue_messages_delayed",
-            "gauge",
             "Messages waiting for their delivery time.",
             |s| s.delayed,
         ),
         (
             "gateway_queue_consumers",
-            "gauge",
             "Consumers over all groups.",
             |s| s.consumers as u64,
         ),
         (
             "gateway_queue_messages_ready",
-            "gauge",
             "Ready messages (the default or first group's).",
             QueueStats::ready,
         ),
     ];
-    let qlabels = |s: &QueueSnapshot| {
-        format!(
-            "tenant=\"{}\",queue=\"{}\"",
-            label(&s.tenant),
-            label(s.queue.name())
-        )
-    };
-    for (name, kind, help, f) in q_families {
-        family(&mut out, name, kind, help);
-        for s in &snaps {
-            let _ = writeln!(out, "{name}{{{}}} {}", qlabels(s), f(&s.stats));
-        }
+    for (name, help, f) in q_gauges {
+        x.gauge(name, help, snaps.iter().map(|s| (qlabels(s), f(&s.stats))));
     }
-    family(
-        &mut out,
-        "gateway_queue_publish_rate",
-        "gauge",
-        "Messages per second published into the queue (last sample).",
+    x.counter(
+        "gateway_queue_messages_published",
+        "Messages published into the queue.",
+        snaps.iter().map(|s| (qlabels(s), s.stats.published)),
     );
-    for s in &snaps {
-        let r = rates.get(&s.queue.id()).map_or(0.0, |r| r.publish);
-        let _ = writeln!(out, "gateway_queue_publish_rate{{{}}} {r}", qlabels(s));
-    }
+    x.gauge_f64(
+        "gateway_queue_publish_rate",
+        "Messages per second published into the queue (last sample).",
+        snaps.iter().map(|s| {
+            let r = rates.get(&s.queue.id()).map_or(0.0, |r| r.publish);
+            (qlabels(s), r)
+        }),
+    );
 
-    let g_families: [Family<gw_core::GroupStats>; 10] = [
+    let groups = || {
+        snaps
+            .iter()
+            .flat_map(|s| s.stats.groups.iter().map(move |g| (s, g)))
+    };
+    let glabels = |s: &QueueSnapshot, g: &gw_core::GroupStats| -> Labels {
+        let mut l = qlabels(s);
+        l.push(("group", escaped(&g.name)));
+        l
+    };
+    let g_gauges: [GroupFamily; 4] = [
         (
             "gateway_group_messages_ready",
-            "gauge",
             "Messages the group has yet to receive.",
             |g| g.ready,
         ),
         (
             "gateway_group_messages_in_flight",
-            "gauge",
             "Delivered, not yet settled.",
             |g| g.in_flight,
         ),
         (
             "gateway_group_consumers",
-            "gauge",
             "Consumers attached to the group.",
             |g| g.consumers as u64,
         ),
         (
-            "gateway_group_delivered_total",
-            "counter",
-            "Deliveries (first ones and redeliveries).",
-            |g| g.counters.delivered,
-        ),
-        (
-            "gateway_group_acked_total",
-            "counter",
-            "Messages acknowledged.",
-            |g| g.counters.acked,
-        ),
-        (
-            "gateway_group_redelivered_total",
-            "counter",
-            "Deliveries that were redeliveries.",
-            |g| g.counters.redelivered,
-        ),
-        (
-            "gateway_group_dead_lettered_total",
-            "counter",
-            "Messages the group dead-lettered or dropped.",
-            |g| g.counters.dead_lettered,
-        ),
-        (
-            "gateway_group_filtered_total",
-            "counter",
-            "Messages skipped by the group's tag filter.",
-            |g| g.counters.filtered,
-        ),
-        (
-            "gateway_group_expired_total",
-            "counter",
-            "Messages that expired before the group got them.",
-            |g| g.counters.expired,
-        ),
-        (
             "gateway_group_oldest_age_milliseconds",
-            "gauge",
             "Age of the oldest message the group has not settled.",
             |g| g.oldest_age_ms.unwrap_or(0),
         ),
     ];
-    let glabels = |s: &QueueSnapshot, g: &gw_core::GroupStats| {
-        format!("{},group=\"{}\"", qlabels(s), label(&g.name))
-    };
-    for (name, kind, help, f) in g_families {
-        family(&mut out, name, kind, help);
-        for s in &snaps {
-            for g in &s.stats.groups {
-                let _ = writeln!(out, "{name}{{{}}} {}", glabels(s, g), f(g));
-            }
-        }
+    for (name, help, f) in g_gauges {
+        x.gauge(name, help, groups().map(|(s, g)| (glabels(s, g), f(g))));
+    }
+    let g_counters: [GroupFamily; 6] = [
+        (
+            "gateway_group_delivered",
+            "Deliveries (first ones and redeliveries).",
+            |g| g.counters.delivered,
+        ),
+        ("gateway_group_acked", "Messages acknowledged.", |g| {
+            g.counters.acked
+        }),
+        (
+            "gateway_group_redelivered",
+            "Deliveries that were redeliveries.",
+            |g| g.counters.redelivered,
+        ),
+        (
+            "gateway_group_dead_lettered",
+            "Messages the group dead-lettered or dropped.",
+            |g| g.counters.dead_lettered,
+        ),
+        (
+            "gateway_group_filtered",
+            "Messages skipped by the group's tag filter.",
+            |g| g.counters.filtered,
+        ),
+        (
+            "gateway_group_expired",
+            "Messages that expired before the group got them.",
+            |g| g.counters.expired,
+        ),
+    ];
+    for (name, help, f) in g_counters {
+        x.counter(name, help, groups().map(|(s, g)| (glabels(s, g), f(g))));
     }
     for (name, help, ack) in [
         (
@@ -395,40 +459,100 @@ pub fn render(state: &AppState) -> String {
             true,
         ),
     ] {
-        family(&mut out, name, "gauge", help);
-        for s in &snaps {
-            for g in &s.stats.groups {
+        x.gauge_f64(
+            name,
+            help,
+            groups().map(|(s, g)| {
                 let r = rates
                     .get(&s.queue.id())
                     .and_then(|r| r.groups.get(&g.name))
                     .map_or(0.0, |(d, a)| if ack { *a } else { *d });
-                let _ = writeln!(out, "{name}{{{}}} {r}", glabels(s, g));
-            }
-        }
+                (glabels(s, g), r)
+            }),
+        );
     }
-    out
+    x.encode()
 }
 
-/// Prometheus metrics (no credentials needed).
+/// The tag that lets a user read `/metrics` (RabbitMQ's).
+pub const MONITORING: &str = "monitoring";
+
+/// Prometheus metrics (OpenMetrics text). Needs a user tagged `monitoring`
+/// (the tenants it has permissions on) or `administrator` (all), or the
+/// `[http] metrics_token` as a bearer token (all).
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    security(()),
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
+    security(("basic" = []), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text 1.0.0", content_type = "application/openmetrics-text", body = String),
+        (status = 403, description = "The user is tagged neither monitoring nor administrator", body = ErrorBody),
+    )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = tokio::task::spawn_blocking(move || render(&state))
+pub async fn metrics(State(state): State<AppState>, req: Request) -> Response {
+    let scope = match req.extensions().get::<Scope>() {
+        Some(Scope::All) => Scope::All,
+        _ => match req.extensions().get::<Principal>() {
+            Some(p) if p.is_administrator() => Scope::All,
+            Some(p) if p.tags().iter().any(|t| t == MONITORING) => Scope::Of(p.clone()),
+            Some(p) => {
+                return ApiError::forbidden(format!(
+                    "user '{}' is tagged neither monitoring nor administrator; /metrics needs one",
+                    p.user()
+                ))
+                .into_response();
+            }
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    crate::error::code::NO_CREDENTIALS,
+                    "credentials required (HTTP Basic, or the metrics token)",
+                )
+                .into_response();
+            }
+        },
+    };
+    let text = tokio::task::spawn_blocking(move || render(&state, &scope))
         .await
         .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )
         .into_response()
+}
+
+/// Layer of `/metrics`: the configured metrics token as a bearer token lets
+/// a scraper in without a user; anything else is a login as on every route.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(token) = state.config().metrics_token.as_ref()
+        && let Some(given) = bearer(req.headers())
+    {
+        if token.matches(given) {
+            req.extensions_mut().insert(Scope::All);
+            return next.run(req).await;
+        }
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            crate::error::code::BAD_CREDENTIALS,
+            "wrong metrics token",
+        )
+        .into_response();
+    }
+    crate::auth::authenticate(State(state), req, next).await
+}
+
+/// `Authorization: Bearer …`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 #[cfg(test)]
@@ -436,7 +560,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn label_values_are_escaped_and_counters_get_their_total() {
+        let mut x = Exposition::default();
+        x.gauge(
+            "g",
+            "A gauge.",
+            [(vec![("queue", escaped("a\"b\\c\nd"))], 3)],
+        );
+        x.one_counter("c", "A counter.", 7);
+        x.one("plain", "No labels.", 5);
+        let text = x.encode();
+        assert!(text.contains("\nplain 5\n"), "{text}");
+        assert!(text.contains(r#"g{queue="a\"b\\c\nd"} 3"#), "{text}");
+        assert!(text.contains("# HELP g A gauge.\n"), "{text}");
+        assert!(text.contains("# TYPE c counter\nc_total 7\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn bearer_tokens_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer abc ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
     }
 }

@@ -43,6 +43,11 @@ impl Modify for BasicAuth {
                 "basic",
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
             );
+            // `/metrics` also takes `[http] metrics_token` as a bearer token.
+            c.add_security_scheme(
+                "metrics_token",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
         }
     }
 }

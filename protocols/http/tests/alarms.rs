@@ -26,7 +26,7 @@ async fn a_memory_alarm_blocks_http_publishers_and_readiness_but_not_consumers()
 
     let t0 = Instant::now();
     loop {
-        let m = anon.get("/metrics").await;
+        let m = api.get("/metrics").await;
         if metric(&m.text, "gateway_alarm_active{kind=\"memory\"}") == Some(1.0) {
             assert_eq!(
                 metric(&m.text, "gateway_alarm_active{kind=\"disk\"}"),

@@ -18,7 +18,8 @@ async fn every_documented_operation_answers_as_documented() {
     let anon = api.anonymous();
     anon.get("/healthz").await.expect(200);
     anon.get("/readyz").await.expect(200);
-    anon.get("/metrics").await.expect(200);
+    anon.get("/metrics").await.expect(401);
+    api.get("/metrics").await.expect(200);
     anon.get("/openapi.json").await.expect(200);
     anon.get("/mqtt").await.expect(404);
 
@@ -110,6 +111,48 @@ async fn every_documented_operation_answers_as_documented() {
     .expect(201);
     api.get("/api/exchanges/tour").await.expect(200);
     api.get("/api/exchanges/tour/x").await.expect(200);
+    // Topic permissions: they govern this door's publishes too.
+    api.put("/api/exchanges/tour/tx", json!({"type": "topic"}))
+        .await
+        .expect(201);
+    let tp = json!({"exchange": "tx", "write": "^allowed\\.", "read": ".*"});
+    api.put("/api/topic-permissions/tour/guest", tp.clone())
+        .await
+        .expect(201);
+    api.put("/api/topic-permissions/tour/guest", tp)
+        .await
+        .expect(204);
+    api.put(
+        "/api/topic-permissions/tour/guest",
+        json!({"exchange": "tx", "write": "(", "read": ""}),
+    )
+    .await
+    .expect(400);
+    api.get("/api/topic-permissions").await.expect(200);
+    let shown = api.get("/api/topic-permissions/tour/guest").await;
+    shown.expect(200);
+    assert_eq!(shown.json[0]["exchange"], "tx");
+    api.post(
+        "/api/exchanges/tour/tx/publish",
+        json!({"routing_key": "denied.k", "payload": "x"}),
+    )
+    .await
+    .expect(403);
+    api.post(
+        "/api/exchanges/tour/tx/publish",
+        json!({"routing_key": "allowed.k", "payload": "x"}),
+    )
+    .await
+    .expect(200);
+    api.delete("/api/topic-permissions/tour/guest?exchange=tx")
+        .await
+        .expect(204);
+    api.delete("/api/topic-permissions/tour/guest")
+        .await
+        .expect(404);
+    api.get("/api/topic-permissions/tour/guest")
+        .await
+        .expect(404);
     api.put(
         "/api/queues/tour/mq",
         json!({"queue_type": "standard", "max_length": 10}),
@@ -191,7 +234,7 @@ async fn every_documented_operation_answers_as_documented() {
     );
     assert_eq!(
         documented.len(),
-        50,
+        54,
         "operations documented: {documented:?}"
     );
     gw.stop().await;

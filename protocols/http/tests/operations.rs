@@ -1,5 +1,7 @@
-//! /metrics, /healthz, /readyz without credentials; 503 and prompt long-poll
-//! endings while shutting down; connections over max_connections refused.
+//! /healthz and /readyz without credentials, /metrics for monitoring users
+//! (their tenants only), administrators and the metrics token; 503 and
+//! prompt long-poll endings while shutting down; connections over
+//! max_connections refused.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_and_health_need_no_credentials() {
+async fn health_needs_no_credentials_and_metrics_an_administrator() {
     let gw = common::start().await;
     let api = &gw.api;
     let id = api.create_queue("%2F", json!({"name": "m"})).await;
@@ -25,8 +27,10 @@ async fn metrics_and_health_need_no_credentials() {
     let got = api.consume("%2F", &id, "g", "max_msgs=1&time_wait=1").await;
     assert_eq!(got.len(), 1);
     let anon = api.anonymous();
-    let m = anon.get("/metrics").await;
+    anon.get("/metrics").await.expect(401);
+    let m = api.get("/metrics").await;
     m.expect(200);
+    assert!(m.text.ends_with("# EOF\n"), "OpenMetrics text");
     for line in [
         "gateway_connections{protocol=\"http\"} ",
         "gateway_connections{protocol=\"amqp\"} 0",
@@ -37,7 +41,7 @@ async fn metrics_and_health_need_no_credentials() {
         "gateway_group_delivered_total{tenant=\"/\",queue=\"m\",group=\"g\"} 1",
         "gateway_group_deliver_rate{tenant=\"/\",queue=\"m\",group=\"g\"} ",
         "gateway_queue_publish_rate{tenant=\"/\",queue=\"m\"} ",
-        "# TYPE gateway_group_acked_total counter",
+        "# TYPE gateway_group_acked counter",
     ] {
         assert!(m.text.contains(line), "missing {line:?} in\n{}", m.text);
     }
@@ -61,7 +65,7 @@ async fn metrics_and_health_need_no_credentials() {
         .collect();
     api.ack("%2F", &id, "g", &h).await.expect(200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let m = anon.get("/metrics").await;
+    let m = api.get("/metrics").await;
     let rate: f64 = m
         .text
         .lines()
@@ -188,5 +192,72 @@ async fn connections_over_the_limit_get_503() {
     assert!(refused.contains("max_connections"), "{refused}");
     assert!(held.len() <= 3);
     drop(held);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitoring_user_sees_its_tenants_and_the_token_sees_all() {
+    let token = "scrape-token-0123456789";
+    let gw = common::start_with(
+        Config {
+            metrics_token: Some(gw_http::Secret::new(token)),
+            ..Config::default()
+        },
+        None,
+    )
+    .await;
+    let api = &gw.api;
+    let e = &gw.engine;
+    e.create_tenant("shop").unwrap();
+    e.set_permission("guest", gw_core::Permission::full("shop"))
+        .unwrap();
+    api.create_queue("%2F", json!({"name": "root-q"})).await;
+    api.create_queue("shop", json!({"name": "shop-q"})).await;
+    e.put_user("prom", "pw", vec!["monitoring".into()]).unwrap();
+    e.set_permission("prom", gw_core::Permission::full("shop"))
+        .unwrap();
+    e.put_user("plain", "pw", vec![]).unwrap();
+    e.set_permission("plain", gw_core::Permission::full("shop"))
+        .unwrap();
+
+    let m = api.as_user("prom", "pw").get("/metrics").await;
+    m.expect(200);
+    assert!(m.text.contains("queue=\"shop-q\""), "{}", m.text);
+    assert!(
+        !m.text.contains("root-q"),
+        "another tenant's queue: {}",
+        m.text
+    );
+    assert!(
+        m.text.contains("gateway_storage_bytes "),
+        "node series are shown"
+    );
+    let r = api.as_user("plain", "pw").get("/metrics").await;
+    r.expect(403);
+    assert!(r.error_msg().contains("monitoring"), "{}", r.error_msg());
+    api.as_user("prom", "wrong")
+        .get("/metrics")
+        .await
+        .expect(401);
+
+    let bearer = |t: &str| {
+        api.send(
+            api.anonymous()
+                .request(reqwest::Method::GET, "/metrics")
+                .bearer_auth(t),
+        )
+    };
+    let m = bearer(token).await;
+    m.expect(200);
+    assert!(m.text.contains("root-q") && m.text.contains("shop-q"));
+    bearer("scrape-token-wrong-guess").await.expect(401);
+    // The token opens /metrics only.
+    api.send(
+        api.anonymous()
+            .request(reqwest::Method::GET, "/api/overview")
+            .bearer_auth(token),
+    )
+    .await
+    .expect(401);
     gw.stop().await;
 }

@@ -34,7 +34,7 @@ async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restar
     let r = anon.get("/healthz").await;
     r.expect(200);
     assert_eq!(r.json["store"], "writable");
-    let m = anon.get("/metrics").await;
+    let m = api.get("/metrics").await;
     assert_eq!(metric(&m.text, "gateway_store_writable"), Some(1.0));
 
     store.set_failing(true);
@@ -58,7 +58,7 @@ async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restar
     assert_eq!(r.json["store"], "not writable");
     assert!(r.json["store_write_errors"].as_u64().unwrap() >= 1);
     assert!(r.json["store_error"].as_str().is_some(), "{}", r.text);
-    let m = anon.get("/metrics").await;
+    let m = api.get("/metrics").await;
     assert_eq!(metric(&m.text, "gateway_store_writable"), Some(0.0));
     assert!(metric(&m.text, "gateway_store_write_errors_total").unwrap() >= 1.0);
 
@@ -81,7 +81,7 @@ async fn a_store_that_cannot_write_is_answered_507_and_recovers_without_a_restar
     let got = api.consume("%2F", &id, "g", "time_wait=5").await;
     let bodies: Vec<_> = got.iter().map(|m| m["message"]["body"].clone()).collect();
     assert_eq!(bodies, vec![json!("kept")]);
-    let m = anon.get("/metrics").await;
+    let m = api.get("/metrics").await;
     assert_eq!(metric(&m.text, "gateway_store_writable"), Some(1.0));
     gw.stop().await;
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use gw_core::{
     Access, ConnectionGuard, Consumer, DeliveryTag, Engine, Message, Principal, Queue, Tenant,
-    Ticket,
+    Ticket, TopicRules,
 };
 use rumqttc::v5::mqttbytes::v5;
 use tokio_util::sync::CancellationToken;
@@ -201,7 +201,8 @@ pub struct Client {
     /// Most outgoing QoS 1/2 in flight.
     pub max_inflight: u16,
     /// The client's Maximum Packet Size.
-    pub client_max_packet: Option<usize>,
+    /// (u32 as on the wire: the client state is kept small, see connection/mod.rs.)
+    pub client_max_packet: Option<u32>,
     /// The client's Topic Alias Maximum.
     pub client_alias_max: u16,
     /// Aliases assigned so far.
@@ -217,6 +218,9 @@ pub struct Client {
     pub outgoing_pubrel: PidSet,
     /// Cached answer of the publish permission check.
     pub publish_allowed: Option<bool>,
+    /// The user's topic permissions on `amq.topic`, compiled for this client
+    /// (boxed: most users have none).
+    pub topic_rules: Option<Box<TopicRules>>,
     /// Some subscription has No Local: mark our publishes with our client id.
     pub has_no_local: bool,
     /// The client has sent a PUBLISH: under pressure its socket is not read
@@ -320,17 +324,18 @@ impl Client {
             } => {
                 // [MQTT-3.1.2-25]: a reason string that would make the packet
                 // larger than the client accepts is left out.
-                let max = self.client_max_packet.unwrap_or(usize::MAX);
+                let max = self.max_packet().unwrap_or(usize::MAX);
                 let text = text
                     .as_deref()
                     .filter(|t| self.problem_info && t.len() + 12 <= max);
                 write_ack(&mut self.out, self.version, kind, pid, reason, text);
             }
             Reply::Packet(mut packet, retained) => {
-                if packet.write(&mut self.out, self.client_max_packet).is_err() {
+                let limit = self.max_packet();
+                if packet.write(&mut self.out, limit).is_err() {
                     // Too large with its reason string: send it without.
                     strip_properties(&mut packet);
-                    if let Err(e) = packet.write(&mut self.out, self.client_max_packet) {
+                    if let Err(e) = packet.write(&mut self.out, limit) {
                         tracing::debug!(cause = %e, "reply not sent");
                     }
                 }
@@ -469,6 +474,27 @@ impl Client {
                 .check(self.tenant.name(), Access::Write, AMQP_TOPIC_EXCHANGE)
                 .is_ok()
         })
+    }
+
+    /// The client's Maximum Packet Size, as a length.
+    pub fn max_packet(&self) -> Option<usize> {
+        self.client_max_packet.and_then(|m| usize::try_from(m).ok())
+    }
+
+    /// Topic authorisation of a topic (`Write`: publish) or a filter
+    /// (`Read`: subscribe), in its routing-key form, on `amq.topic`.
+    pub fn check_topic(&self, access: Access, topic: &str) -> gw_core::Result<()> {
+        match &self.topic_rules {
+            None => Ok(()),
+            Some(rules) => {
+                let key = match access {
+                    Access::Read => crate::topic::filter_to_binding_key(topic)
+                        .unwrap_or_else(|_| crate::topic::topic_to_routing_key(topic)),
+                    _ => crate::topic::topic_to_routing_key(topic),
+                };
+                rules.check(AMQP_TOPIC_EXCHANGE, access, &key)
+            }
+        }
     }
 
     /// The session as stored.

@@ -383,13 +383,8 @@ impl Client {
             pid,
             payload: &msg.body,
         };
-        write_publish(
-            &mut self.out,
-            self.version,
-            &publish,
-            props.as_ref(),
-            self.client_max_packet,
-        )?;
+        let limit = self.max_packet();
+        write_publish(&mut self.out, self.version, &publish, props.as_ref(), limit)?;
         if let Some((a, false)) = alias {
             self.commit_alias(key, a);
         }

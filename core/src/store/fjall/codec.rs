@@ -3,10 +3,13 @@
 //! here are the on-disk format `gateway-store-1`; changing any of them (or a
 //! record of `records.rs`) changes `STORE_FORMAT`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::message::Message;
+use crate::store::seal::EncryptionKeys;
 
 /// A message in a queue's log.
 #[derive(Serialize, Deserialize)]
@@ -59,19 +62,95 @@ pub(crate) struct SharedRefsRecord {
     pub holders: Vec<(u64, u64)>,
 }
 
+/// How values are written: postcard, sealed (`store/seal.rs`) when the data
+/// directory is encrypted. Keys stay clear: they are the store's layout
+/// (ids, and the names the catalog is looked up by).
+#[derive(Clone, Default)]
+pub(crate) struct Values {
+    keys: Option<Arc<EncryptionKeys>>,
+}
+
+impl Values {
+    pub fn new(keys: Option<Arc<EncryptionKeys>>) -> Self {
+        Values { keys }
+    }
+
+    pub fn keys(&self) -> Option<&EncryptionKeys> {
+        self.keys.as_deref()
+    }
+
+    /// A record as stored under `key` of `keyspace`.
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        keyspace: &'static str,
+        key: &[u8],
+        value: &T,
+    ) -> Vec<u8> {
+        // postcard cannot fail on in-memory structures of these types (no maps
+        // with non-string keys, no unsized sequences); an empty record would be
+        // refused at decode time and reported as corruption.
+        match &self.keys {
+            None => postcard::to_stdvec(value).unwrap_or_default(),
+            Some(keys) => keys
+                .seal_with(&aad(keyspace, key), |buf| postcard::to_extend(value, buf))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Bytes a door gave (adapter state) as stored.
+    pub fn encode_raw(&self, keyspace: &'static str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        match &self.keys {
+            None => value.to_vec(),
+            Some(keys) => keys.seal(&aad(keyspace, key), value),
+        }
+    }
+
+    pub fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        keyspace: &'static str,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { keyspace, reason };
+        match &self.keys {
+            None => postcard::from_bytes(bytes).map_err(|e| corrupt(e.to_string())),
+            Some(_) => {
+                let plain = self.decode_raw(keyspace, key, bytes)?;
+                postcard::from_bytes(&plain).map_err(|e| corrupt(e.to_string()))
+            }
+        }
+    }
+
+    /// The bytes a door gave (adapter state) back.
+    pub fn decode_raw(
+        &self,
+        keyspace: &'static str,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        match &self.keys {
+            None => Ok(bytes.to_vec()),
+            Some(keys) => keys
+                .open(&aad(keyspace, key), bytes)
+                .map(|(plain, _)| plain)
+                .map_err(|e| StoreError::Corrupt {
+                    keyspace,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+}
+
+/// Plain postcard, for the parts of keys that are records (a binding's spec).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // postcard cannot fail on in-memory structures of these types (no maps with
-    // non-string keys, no unsized sequences); an empty record would be refused at
-    // decode time and reported as corruption.
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    keyspace: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        keyspace,
-        reason: e.to_string(),
-    })
+/// What a sealed value is bound to: its keyspace and key.
+pub(crate) fn aad(keyspace: &str, key: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(keyspace.len() + 1 + key.len());
+    aad.extend_from_slice(keyspace.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key);
+    aad
 }

@@ -20,6 +20,10 @@ pub(crate) mod kind {
     pub const SHARED_REFS: u8 = b'c';
     pub const RETAINED: u8 = b'r';
     pub const ADAPTER_STATE: u8 = b'k';
+    pub const TOPIC_PERMISSION: u8 = b'P';
+    /// Present in an encrypted data directory: a known value sealed under
+    /// the current key (`check_encryption` in mod.rs).
+    pub const ENCRYPTION: u8 = b'e';
 }
 
 /// Builds a key from parts.
@@ -71,6 +75,14 @@ pub(crate) fn tenant(name: &str) -> Vec<u8> {
 
 pub(crate) fn user(name: &str) -> Vec<u8> {
     KeyBuf::new(kind::USER).str(name).done()
+}
+
+pub(crate) fn topic_permission(user: &str, tenant: &str, exchange: &str) -> Vec<u8> {
+    KeyBuf::new(kind::TOPIC_PERMISSION)
+        .str(user)
+        .str(tenant)
+        .str(exchange)
+        .done()
 }
 
 pub(crate) fn exchange(tenant: &str, name: &str) -> Vec<u8> {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use parking_lot::{Mutex, RwLock};
 
-use self::codec::{LogBody, LogRecord, decode};
+use self::codec::{LogBody, LogRecord, Values};
 use self::heads::LogHeads;
 use self::keys::kind;
 use super::backend::{AdapterRecords, Backend, Catalog, DelayedSchedule, LogRead, StoredQueue};
@@ -35,6 +35,7 @@ use super::records::DelayedRecord;
 use super::writes::Write;
 use crate::error::{Result, StoreError};
 use crate::message::Message;
+use crate::store::seal::{EncryptionKeys, OpenError};
 
 /// The format this build writes. Any change to a record shape changes it.
 pub const STORE_FORMAT: &str = "gateway-store-1";
@@ -56,6 +57,8 @@ type FilterAssigner =
 pub(crate) struct FjallBackend {
     dir: PathBuf,
     cache_bytes: u64,
+    /// Kept for reopening after a failed write.
+    values: Values,
     /// Incremented at every start; marks memory-only messages spilled to disk,
     /// so that they are not read back after a restart.
     epoch: u64,
@@ -76,13 +79,20 @@ pub(super) struct Open {
     log: Keyspace,
     bodies: Keyspace,
     delayed: Keyspace,
+    /// How values are encoded (and sealed, when the store is encrypted).
+    values: Values,
     maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_maintenance: Arc<maintenance::Stop>,
 }
 
 impl Open {
     /// Opens the database and its keyspaces and starts the maintenance thread.
-    fn start(dir: &Path, cache_bytes: u64, heads: &Arc<LogHeads>) -> Result<Open, StoreError> {
+    fn start(
+        dir: &Path,
+        cache_bytes: u64,
+        heads: &Arc<LogHeads>,
+        values: Values,
+    ) -> Result<Open, StoreError> {
         let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(
             heads::LogFilterFactory(std::panic::AssertUnwindSafe(Arc::clone(heads))),
         );
@@ -144,6 +154,7 @@ impl Open {
             log,
             bodies,
             delayed,
+            values,
             maintenance: Mutex::new(Some(handle)),
             stop_maintenance,
         })
@@ -167,8 +178,14 @@ fn fjall_err(context: impl Into<String>) -> impl FnOnce(fjall::Error) -> StoreEr
 }
 
 impl FjallBackend {
-    /// Opens (or creates) the store in `dir` and starts its maintenance thread.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<FjallBackend>> {
+    /// Opens (or creates) the store in `dir` and starts its maintenance
+    /// thread. With `keys`, values are sealed (`store/seal.rs`); a data
+    /// directory is encrypted or not for its whole life.
+    pub fn open(
+        dir: &Path,
+        cache_bytes: u64,
+        keys: Option<Arc<EncryptionKeys>>,
+    ) -> Result<Arc<FjallBackend>> {
         if dir.as_os_str().is_empty() {
             return Err(StoreError::Io {
                 context: "opening the data directory".into(),
@@ -181,7 +198,8 @@ impl FjallBackend {
             source,
         })?;
         let heads = Arc::new(LogHeads::default());
-        let open = Open::start(dir, cache_bytes, &heads)?;
+        let values = Values::new(keys);
+        let open = Open::start(dir, cache_bytes, &heads, values.clone())?;
         let started = first_start(dir, &open).and_then(|epoch| {
             // The folders fjall just made are not all durable yet (dir_sync.rs).
             let blob_dirs = [&open.log, &open.bodies, &open.delayed]
@@ -201,6 +219,7 @@ impl FjallBackend {
         Ok(Arc::new(FjallBackend {
             dir: dir.to_owned(),
             cache_bytes,
+            values,
             epoch,
             heads,
             open: RwLock::new(Some(Arc::new(open))),
@@ -228,12 +247,9 @@ impl FjallBackend {
         let message = match record.body {
             LogBody::Inline(m) => *m,
             LogBody::Shared(id) => {
-                match open
-                    .bodies
-                    .get(id.to_be_bytes())
-                    .map_err(fjall_err("reading bodies"))?
-                {
-                    Some(v) => decode("bodies", &v)?,
+                let key = id.to_be_bytes();
+                match open.bodies.get(key).map_err(fjall_err("reading bodies"))? {
+                    Some(v) => open.values.decode("bodies", &key, &v)?,
                     None => return Ok(None),
                 }
             }
@@ -245,7 +261,8 @@ impl FjallBackend {
 /// What the first opening of a process does: check (or write) the format,
 /// and start a new epoch.
 fn first_start(dir: &Path, open: &Open) -> Result<u64> {
-    check_format(dir, &open.meta, &open.log)?;
+    let fresh = check_format(dir, &open.meta, &open.log)?;
+    check_encryption(dir, open, fresh)?;
     let epoch_key = keys::counter("epoch");
     let epoch = load::read_u64(&open.meta, &epoch_key)?.unwrap_or(0) + 1;
     open.meta
@@ -264,14 +281,15 @@ fn io_err(dir: &Path, context: &str) -> impl FnOnce(std::io::Error) -> StoreErro
     move |source| StoreError::Io { context, source }
 }
 
-/// A new data directory gets the format string; an existing one must have ours.
-fn check_format(dir: &Path, meta: &Keyspace, log: &Keyspace) -> Result<()> {
+/// A new data directory gets the format string; an existing one must have
+/// ours. True for a new one.
+fn check_format(dir: &Path, meta: &Keyspace, log: &Keyspace) -> Result<bool> {
     let format_key = [kind::FORMAT];
     match meta
         .get(format_key)
         .map_err(fjall_err("reading store format"))?
     {
-        Some(found) if &*found == STORE_FORMAT.as_bytes() => Ok(()),
+        Some(found) if &*found == STORE_FORMAT.as_bytes() => Ok(false),
         Some(found) => Err(StoreError::Format {
             dir: dir.display().to_string(),
             found: String::from_utf8_lossy(&found).into_owned(),
@@ -291,9 +309,102 @@ fn check_format(dir: &Path, meta: &Keyspace, log: &Keyspace) -> Result<()> {
             }
             meta.insert(format_key, STORE_FORMAT.as_bytes())
                 .map_err(fjall_err("writing store format"))?;
-            Ok(())
+            Ok(true)
         }
     }
+}
+
+/// What the encryption record of a data directory holds, sealed.
+const ENCRYPTION_CHECK: &[u8] = b"gateway-store-encryption-check";
+
+/// An encrypted data directory holds [`ENCRYPTION_CHECK`] sealed under its
+/// current key; a clear one nothing. Start-up stops when the configured keys
+/// do not match: no key for an encrypted directory, a key for a clear one
+/// that already holds data, a key that is not the one it was written under.
+/// A directory opened with a new key whose old one is listed has its
+/// metadata and delayed messages sealed anew under the new key (queued
+/// messages keep their old key until they are consumed), so the old key is
+/// needed only while messages queued under it remain.
+fn check_encryption(dir: &Path, open: &Open, fresh: bool) -> Result<()> {
+    let key = [kind::ENCRYPTION];
+    let aad = codec::aad("meta", &key);
+    let stored = open
+        .meta
+        .get(key)
+        .map_err(fjall_err("reading the encryption record"))?;
+    let refuse = |why: String| Err(StoreError::Encryption(why).into());
+    let dir = dir.display();
+    match (stored, open.values.keys()) {
+        (None, None) => Ok(()),
+        (None, Some(keys)) if fresh => {
+            tracing::info!(key = %keys.current_id(), "new data directory: encrypted at rest");
+            open.meta
+                .insert(key, keys.seal(&aad, ENCRYPTION_CHECK))
+                .map_err(fjall_err("writing the encryption record"))?;
+            Ok(())
+        }
+        (None, Some(_)) => refuse(format!(
+            "data directory {dir} was created without encryption: encryption at rest applies to new data directories only (remove [storage] encryption_key_file, or start with an empty data directory)"
+        )),
+        (Some(sealed), None) => refuse(format!(
+            "data directory {dir} is encrypted (key {}): set [storage] encryption_key_file to its key",
+            EncryptionKeys::key_id_of(&sealed).unwrap_or_else(|| "?".into())
+        )),
+        (Some(sealed), Some(keys)) => match keys.open(&aad, &sealed) {
+            Ok((plain, false)) if plain == ENCRYPTION_CHECK => Ok(()),
+            Ok((plain, true)) if plain == ENCRYPTION_CHECK => reseal_metadata(open, keys),
+            Ok(_) | Err(OpenError::NotSealed) | Err(OpenError::Forged(_)) => refuse(format!(
+                "data directory {dir}: the encryption record does not verify under its key (the key file holds another key with the same id, or the record is damaged)"
+            )),
+            Err(OpenError::UnknownKey(id)) => refuse(format!(
+                "data directory {dir} is encrypted with key {id}, but the configured key is {} (list the key it was written under in [storage] old_keys)",
+                keys.current_id()
+            )),
+        },
+    }
+}
+
+/// After a key change: every value of the metadata and of the delayed
+/// messages (both may be kept for a long time) sealed under the new key, in
+/// one batch with the encryption record, so a crash half-way repeats it. Log
+/// entries and shared bodies keep their key until they are consumed.
+fn reseal_metadata(open: &Open, keys: &EncryptionKeys) -> Result<()> {
+    let mut batch = open.db.batch();
+    let mut count = 0usize;
+    for (name, keyspace) in [("meta", &open.meta), ("delayed", &open.delayed)] {
+        for guard in keyspace.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(fjall_err("reading for re-encryption"))?;
+            let clear = matches!(
+                k.first(),
+                Some(&kind::FORMAT | &kind::COUNTER | &kind::ENCRYPTION)
+            );
+            if name == "meta" && clear {
+                continue;
+            }
+            let aad = codec::aad(name, &k);
+            let (plain, old) = keys.open(&aad, &v).map_err(|e| StoreError::Corrupt {
+                keyspace: name,
+                reason: e.to_string(),
+            })?;
+            if old {
+                batch.insert(keyspace, k.to_vec(), keys.seal(&aad, &plain));
+                count += 1;
+            }
+        }
+    }
+    let key = [kind::ENCRYPTION];
+    batch.insert(
+        &open.meta,
+        key,
+        keys.seal(&codec::aad("meta", &key), ENCRYPTION_CHECK),
+    );
+    batch
+        .commit()
+        .map_err(fjall_err("re-encrypting metadata"))?;
+    tracing::info!(key = %keys.current_id(), records = count, "metadata and delayed messages encrypted under the new key");
+    Ok(())
 }
 
 impl Backend for FjallBackend {
@@ -330,7 +441,12 @@ impl Backend for FjallBackend {
                 }
             }
         }
-        let open = Open::start(&self.dir, self.cache_bytes, &self.heads)?;
+        let open = Open::start(
+            &self.dir,
+            self.cache_bytes,
+            &self.heads,
+            self.values.clone(),
+        )?;
         // What recovery reads back (the journal) must be durable before
         // anything new is confirmed on top of it, folders included.
         open.db
@@ -360,7 +476,8 @@ impl Backend for FjallBackend {
                 continue;
             };
             bytes += v.len() as u64;
-            out.push((seq, self.message_of(&open, decode("log", &v)?)?));
+            let record = open.values.decode("log", &k, &v)?;
+            out.push((seq, self.message_of(&open, record)?));
             if out.len() >= max || bytes >= max_bytes {
                 break;
             }
@@ -370,12 +487,9 @@ impl Backend for FjallBackend {
 
     fn get_log(&self, queue: u64, seq: u64) -> Result<Option<Arc<Message>>, StoreError> {
         let open = self.db()?;
-        match open
-            .log
-            .get(keys::log_key(queue, seq))
-            .map_err(fjall_err("reading queue log"))?
-        {
-            Some(v) => self.message_of(&open, decode("log", &v)?),
+        let key = keys::log_key(queue, seq);
+        match open.log.get(key).map_err(fjall_err("reading queue log"))? {
+            Some(v) => self.message_of(&open, open.values.decode("log", &key, &v)?),
             None => Ok(None),
         }
     }
@@ -402,12 +516,12 @@ impl Backend for FjallBackend {
     }
 
     fn load_catalog(&self) -> Result<Catalog, StoreError> {
-        load::catalog(&self.db()?.meta)
+        load::catalog(&*self.db()?)
     }
 
     fn load_queue(&self, id: u64) -> Result<StoredQueue, StoreError> {
         let open = self.db()?;
-        let mut stored = load::queue(&open.meta, id)?;
+        let mut stored = load::queue(&open, id)?;
         let range = keys::log_key(id, 0)..=keys::log_key(id, u64::MAX);
         stored.last_seq = match open.log.range(range).next_back() {
             Some(g) => {
@@ -427,7 +541,7 @@ impl Backend for FjallBackend {
             let Some(key) = keys::parse_log_key(&k) else {
                 continue;
             };
-            out.push((key, decode("delayed", &v)?));
+            out.push((key, open.values.decode("delayed", &k, &v)?));
         }
         Ok(out)
     }
@@ -443,19 +557,20 @@ impl Backend for FjallBackend {
     }
 
     fn get_delayed(&self, due: u64, id: u64) -> Result<Option<DelayedRecord>, StoreError> {
-        match self
-            .db()?
+        let open = self.db()?;
+        let key = keys::delay_key(due, id);
+        match open
             .delayed
-            .get(keys::delay_key(due, id))
+            .get(key)
             .map_err(fjall_err("reading delayed"))?
         {
-            Some(v) => Ok(Some(decode("delayed", &v)?)),
+            Some(v) => Ok(Some(open.values.decode("delayed", &key, &v)?)),
             None => Ok(None),
         }
     }
 
     fn load_adapter_state(&self, namespace: &str) -> Result<AdapterRecords, StoreError> {
-        load::adapter_state(&self.db()?.meta, namespace)
+        load::adapter_state(&*self.db()?, namespace)
     }
 
     fn set_log_head(&self, queue: u64, head: u64) {

@@ -20,7 +20,7 @@ fn put(store: &FjallBackend, queue: u64, seqs: std::ops::Range<u64>) {
 #[test]
 fn compactions_drop_entries_below_heads_and_of_deleted_queues() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FjallBackend::open(dir.path(), 1 << 20).unwrap();
+    let store = FjallBackend::open(dir.path(), 1 << 20, None).unwrap();
     store.set_log_head(1, 0);
     store.set_log_head(2, 0);
     store.set_log_head(3, 0);
@@ -58,7 +58,7 @@ fn compactions_drop_entries_below_heads_and_of_deleted_queues() {
 #[test]
 fn a_drained_log_gives_its_disk_space_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FjallBackend::open(dir.path(), 1 << 20).unwrap();
+    let store = FjallBackend::open(dir.path(), 1 << 20, None).unwrap();
     store.set_log_head(1, 0);
     store.catalog_loaded(2);
     let batch: Vec<Write> = (0..2_000u64)
@@ -113,7 +113,7 @@ fn a_drained_log_gives_its_disk_space_back() {
 #[test]
 fn transient_entries_of_an_earlier_run_are_not_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FjallBackend::open(dir.path(), 1 << 20).unwrap();
+    let store = FjallBackend::open(dir.path(), 1 << 20, None).unwrap();
     let m = Arc::new(Message::new("x"));
     store
         .write(&[
@@ -134,7 +134,7 @@ fn transient_entries_of_an_earlier_run_are_not_read_back() {
     assert_eq!(store.read_log(1, 0, 10, u64::MAX).unwrap().len(), 2);
     store.close().unwrap();
     drop(store);
-    let store = FjallBackend::open(dir.path(), 1 << 20).unwrap();
+    let store = FjallBackend::open(dir.path(), 1 << 20, None).unwrap();
     let read: Vec<(u64, bool)> = store
         .read_log(1, 0, 10, u64::MAX)
         .unwrap()

@@ -364,6 +364,7 @@ pub fn publish(ch: &mut Channel, ctx: &mut Ctx, content: Box<Content>) -> AmqpRe
                 )));
             }
         }
+        s.check_topic(Access::Write, exchange, publish.routing_key.as_str())?;
     }
     if let Some(exp) = properties.expiration() {
         check_expiration(exp.as_str())?;

@@ -230,6 +230,9 @@ pub fn binding(
         ));
     }
     s.check(Access::Read, "exchange", source)?;
+    if add {
+        s.check_topic(Access::Read, source, &routing_key)?;
+    }
     let dest_resource = s.resource(kind, dest_name);
     let queue = match &dest {
         Destination::Queue(q) => s.tenant.queue(q).ok(),

@@ -9,6 +9,7 @@ mod overview;
 mod publish;
 mod queues;
 mod tenants;
+mod topic_permissions;
 mod users;
 
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -39,6 +40,12 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
             users::show_permission,
             users::put_permission,
             users::delete_permission
+        ))
+        .routes(routes!(topic_permissions::list_topic_permissions))
+        .routes(routes!(
+            topic_permissions::show_topic_permissions,
+            topic_permissions::put_topic_permission,
+            topic_permissions::delete_topic_permissions
         ))
         .routes(routes!(exchanges::list_exchanges))
         .routes(routes!(

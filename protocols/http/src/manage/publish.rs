@@ -70,6 +70,13 @@ pub async fn publish(
         exchange
     };
     user.check(t.name(), Access::Write, &exchange)?;
+    // Topic permissions govern this door's publishes too.
+    if let Some(rules) = user.topic_rules(t.name(), "")
+        && t.exchange(&exchange)
+            .is_ok_and(|x| x.spec.kind == gw_core::ExchangeKind::Topic)
+    {
+        rules.check(&exchange, Access::Write, &req.routing_key)?;
+    }
     let body = match req.payload_encoding.as_deref() {
         None | Some("string") => Bytes::from(req.payload),
         Some("base64") => base64::engine::general_purpose::STANDARD

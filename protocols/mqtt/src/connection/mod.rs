@@ -207,7 +207,7 @@ where
                 server_reference: None,
             }),
         }));
-        let max = client.client_max_packet;
+        let max = client.max_packet();
         if packet.write(&mut client.out, max).is_err() {
             // Too large with its reason string for this client: send it bare.
             let bare = Packet::V5(v5::Packet::Disconnect(v5::Disconnect::new(reason)));

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use gw_core::{Access, Engine, Principal, now_millis};
+use gw_core::{Access, Engine, Principal, TopicRules, now_millis};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 use tokio_util::sync::CancellationToken;
@@ -168,6 +168,7 @@ struct Checked {
     key: ClientKey,
     assigned: bool,
     will: Option<WillRecord>,
+    topic_rules: Option<Box<TopicRules>>,
 }
 
 /// Login, tenant, client id and will: everything refused before another
@@ -206,6 +207,9 @@ async fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
             format!("client id longer than {} bytes", max_client_id_len()),
         ));
     }
+    let topic_rules = principal
+        .topic_rules(&tenant_name, &req.client_id)
+        .map(Box::new);
     let will = match req.will.take() {
         None => None,
         Some(Err(e)) => return Err((e.v5_reason_code(), e.to_string())),
@@ -213,6 +217,14 @@ async fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
             principal
                 .check(&tenant_name, Access::Write, AMQP_TOPIC_EXCHANGE)
                 .map_err(|e| (code::NOT_AUTHORIZED, e.to_string()))?;
+            // A will its topic permissions would refuse is refused with the
+            // CONNECT, as Mosquitto does: it could never be published.
+            if let Some(rules) = &topic_rules {
+                let key = crate::topic::topic_to_routing_key(&w.topic);
+                rules
+                    .check(AMQP_TOPIC_EXCHANGE, Access::Write, &key)
+                    .map_err(|e| (code::NOT_AUTHORIZED, e.to_string()))?;
+            }
             Some(w)
         }
     };
@@ -222,6 +234,7 @@ async fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
         principal,
         assigned,
         will,
+        topic_rules,
     })
 }
 
@@ -349,6 +362,7 @@ async fn start(c: Checked, hs: &mut Handshake) -> Result<Box<Client>, Refused> {
         config: Arc::clone(config),
         tenant,
         principal: c.principal,
+        topic_rules: c.topic_rules,
         key: c.key,
         conn_id: hs.conn_id,
         problem_info: req.problem_info,
@@ -364,7 +378,7 @@ async fn start(c: Checked, hs: &mut Handshake) -> Result<Box<Client>, Refused> {
         next_shared_uid: 1,
         traffic: None,
         max_inflight,
-        client_max_packet: req.max_packet.and_then(|m| usize::try_from(m).ok()),
+        client_max_packet: req.max_packet,
         client_alias_max: req.alias_max,
         aliases_out: None,
         next_local_pid: LOCAL_PID_FIRST,
@@ -416,7 +430,8 @@ async fn start(c: Checked, hs: &mut Handshake) -> Result<Box<Client>, Refused> {
         session_present,
         c.assigned,
     );
-    if let Err(e) = connack.write(&mut client.out, client.client_max_packet) {
+    let max = client.max_packet();
+    if let Err(e) = connack.write(&mut client.out, max) {
         tracing::debug!(cause = %e, "CONNACK");
     }
     client.resend_pubrels();

@@ -3,7 +3,7 @@
 //! once the engine has stored what it must.
 
 use bytes::Bytes;
-use gw_core::{Message, now_millis};
+use gw_core::{Access, Message, now_millis};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 
@@ -117,6 +117,25 @@ impl Client {
             }
             let text = self.text(|| why);
             self.reply(None, ack(kind, pid, code::NOT_AUTHORIZED, text));
+            return Ok(());
+        }
+        if let Err(e) = self.check_topic(Access::Write, topic) {
+            // Topic authorisation, as Mosquitto's ACLs: 5.0 answers QoS 1/2
+            // with 0x87; QoS 0, and 3.1.1 which has no negative ack, are
+            // dropped (3.1.1 still acknowledged, so the client's flow goes on).
+            tracing::debug!(client_id = self.client_id(), topic, cause = %e, "publish refused by a topic permission");
+            if qos == 0 {
+                return Ok(());
+            }
+            if v5 {
+                let text = self.text(|| e.to_string());
+                self.reply(None, ack(kind, pid, code::NOT_AUTHORIZED, text));
+            } else {
+                if qos == 2 {
+                    self.incoming_qos2.insert(pid);
+                }
+                self.reply(None, ack(kind, pid, code::SUCCESS, None));
+            }
             return Ok(());
         }
         let mut message = match message {

@@ -113,11 +113,18 @@ impl Client {
         let mut why = None;
         let mut codes = Vec::with_capacity(requests.len());
         for r in requests {
+            // Topic permissions refuse a filter (SUBACK 0x87, 3.1.1 0x80)
+            // before anything of it is made.
+            let refused = |c: &Client, filter: &str| {
+                c.check_topic(Access::Read, filter)
+                    .map_err(|e| (code::NOT_AUTHORIZED, e.to_string()))
+            };
             let result = match topic::parse_shared(&r.path) {
-                Ok(Some(shared)) => {
+                Ok(Some(shared)) => refused(self, shared.filter).and_then(|()| {
                     self.subscribe_shared(shared.group, shared.filter, &r, id, tags.clone())
-                }
-                Ok(None) => self.subscribe_plain(&r, id, tags.clone(), &mut retained),
+                }),
+                Ok(None) => refused(self, &r.path)
+                    .and_then(|()| self.subscribe_plain(&r, id, tags.clone(), &mut retained)),
                 Err(e) => Err((code::TOPIC_FILTER_INVALID, e.to_string())),
             };
             match result {
