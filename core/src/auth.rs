@@ -451,6 +451,21 @@ impl Users {
         self.compiled(&rec)
     }
 
+    /// A login vouched for by a verified client certificate (TLS): no
+    /// password, but the user must exist and the loopback rule holds as for
+    /// a password. An unknown user fails as a wrong password does.
+    pub fn authenticate_certificate(&self, name: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        let rec = self
+            .get(name)
+            .ok_or_else(|| Error::AuthenticationFailed(name.to_owned()))?;
+        if rec.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
+            return Err(Error::AuthenticationFailed(format!(
+                "{name} (only from loopback)"
+            )));
+        }
+        self.compiled(&rec)
+    }
+
     /// The principal of a user without a password check (anonymous logins the
     /// configuration maps to a user).
     pub fn principal(&self, name: &str) -> Result<Principal> {

@@ -34,6 +34,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A TLS certificate, key or CA file cannot be used.
+    #[error("{0}")]
+    Tls(#[from] gw_listen::TlsError),
     /// A door's settings are wrong.
     #[error("[{door}] settings: {message}")]
     DoorSettings {
@@ -54,6 +57,12 @@ pub struct Listening {
     pub mqtt: Vec<SocketAddr>,
     /// HTTP.
     pub http: Vec<SocketAddr>,
+    /// AMQP over TLS.
+    pub amqps: Vec<SocketAddr>,
+    /// MQTT over TLS.
+    pub mqtts: Vec<SocketAddr>,
+    /// HTTPS (with MQTT over secure WebSocket).
+    pub https: Vec<SocketAddr>,
 }
 
 /// The first address of each door (see [`Listening`] for all of them).
@@ -65,6 +74,12 @@ pub struct Addresses {
     pub mqtt: Option<SocketAddr>,
     /// HTTP.
     pub http: Option<SocketAddr>,
+    /// AMQP over TLS.
+    pub amqps: Option<SocketAddr>,
+    /// MQTT over TLS.
+    pub mqtts: Option<SocketAddr>,
+    /// HTTPS.
+    pub https: Option<SocketAddr>,
 }
 
 /// A running gateway.
@@ -127,6 +142,9 @@ impl Gateway {
             amqp: l.amqp.first().copied(),
             mqtt: l.mqtt.first().copied(),
             http: l.http.first().copied(),
+            amqps: l.amqps.first().copied(),
+            mqtts: l.mqtts.first().copied(),
+            https: l.https.first().copied(),
         }
     }
 

@@ -35,6 +35,53 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_HTTP_LISTEN", value_name = "ADDR[,ADDR...]")]
     pub http_listen: Option<String>,
 
+    /// AMQPS (AMQP over TLS) listener addresses, or "off" (default
+    /// 127.0.0.1:5671 and [::1]:5671 once a TLS certificate and key are set).
+    #[arg(long, env = "GATEWAY_AMQPS_LISTEN", value_name = "ADDR[,ADDR...]")]
+    pub amqps_listen: Option<String>,
+
+    /// MQTTS (MQTT over TLS) listener addresses, or "off" (default port 8883
+    /// on both loopbacks once a TLS certificate and key are set).
+    #[arg(long, env = "GATEWAY_MQTTS_LISTEN", value_name = "ADDR[,ADDR...]")]
+    pub mqtts_listen: Option<String>,
+
+    /// HTTPS listener addresses (with MQTT over secure WebSocket at /mqtt), or
+    /// "off" (default port 8443 on both loopbacks once a TLS certificate and key are set).
+    #[arg(long, env = "GATEWAY_HTTPS_LISTEN", value_name = "ADDR[,ADDR...]")]
+    pub https_listen: Option<String>,
+
+    /// The TLS certificate chain (PEM, leaf first); with --tls-key it turns TLS on.
+    #[arg(long, env = "GATEWAY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The TLS private key (PEM).
+    #[arg(long, env = "GATEWAY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates are verified against.
+    #[arg(long, env = "GATEWAY_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients without a verified certificate ("true"/"false").
+    #[arg(long, env = "GATEWAY_TLS_REQUIRE_CLIENT_CERT", value_name = "BOOL")]
+    pub tls_require_client_cert: Option<bool>,
+
+    /// The lowest TLS version accepted: "1.2" or "1.3".
+    #[arg(long, env = "GATEWAY_TLS_MIN_VERSION", value_name = "1.2|1.3")]
+    pub tls_min_version: Option<String>,
+
+    /// Which name of a client certificate is the user: "cn", "san_dns" or "san_email".
+    #[arg(
+        long,
+        env = "GATEWAY_TLS_IDENTITY_FROM",
+        value_name = "cn|san_dns|san_email"
+    )]
+    pub tls_identity_from: Option<String>,
+
+    /// Seconds a TLS client has to finish the handshake.
+    #[arg(long, env = "GATEWAY_TLS_HANDSHAKE_TIMEOUT", value_name = "SECONDS")]
+    pub tls_handshake_timeout: Option<u64>,
+
     /// Log format: "human" or "json" (the level comes from RUST_LOG, default info).
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,

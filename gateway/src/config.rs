@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_core::{EncryptionKeys, SyncPolicy, Watermark, Watermarks};
+use gw_listen::{IdentityFrom, MinVersion, TlsSettings};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -67,6 +68,7 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     storage: StorageFile,
     limits: LimitsFile,
+    tls: TlsFile,
     amqp: DoorFile,
     mqtt: DoorFile,
     http: DoorFile,
@@ -91,11 +93,26 @@ struct LimitsFile {
     memory_high_watermark: Option<String>,
 }
 
+/// `[tls]`: the certificate every TLS listener serves, and client certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TlsFile {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    require_client_cert: Option<bool>,
+    min_version: Option<String>,
+    identity_from: Option<String>,
+    handshake_timeout_secs: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DoorFile {
     /// A string (a comma-separated list) or an array of strings.
     listen: Option<ListenSetting>,
+    /// The TLS listeners (AMQPS, MQTTS, HTTPS), the same way.
+    tls_listen: Option<ListenSetting>,
     /// The door's own settings, checked by the door.
     #[serde(flatten)]
     settings: toml::Table,
@@ -106,6 +123,8 @@ struct DoorFile {
 pub struct DoorConfig {
     /// Where to listen, in order; empty: the door is off.
     pub listen: Vec<ListenAddr>,
+    /// Where to listen with TLS; empty without `[tls]` or when "off".
+    pub tls_listen: Vec<ListenAddr>,
     /// Door-specific settings from the file's table (each door parses its own).
     pub settings: toml::Table,
 }
@@ -155,6 +174,8 @@ pub struct Config {
     pub queue_memory_bytes: u64,
     /// When publishers are held back for lack of disk or memory.
     pub watermarks: Watermarks,
+    /// The TLS certificate and client certificate rules (`[tls]`); None: no TLS listener.
+    pub tls: Option<TlsSettings>,
     /// Encryption at rest: the keys read from `[storage] encryption_key_file`
     /// and `old_keys` (shown by their ids only).
     pub encryption: Option<Arc<EncryptionKeys>>,
@@ -172,6 +193,7 @@ impl Config {
         let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
         let door = || DoorConfig {
             listen: vec![ListenAddr::required(any)],
+            tls_listen: Vec::new(),
             settings: toml::Table::new(),
         };
         Config {
@@ -182,6 +204,7 @@ impl Config {
             cache_bytes: 32 << 20,
             queue_memory_bytes: 8 << 20,
             watermarks: Watermarks::default(),
+            tls: None,
             encryption: None,
             amqp: door(),
             mqtt: door(),
@@ -226,6 +249,8 @@ impl Config {
             }
         };
         let watermarks = watermarks(cli, &file.limits)?;
+        let tls = tls(cli, &file.tls)?;
+        let on = tls.is_some();
         let encryption = encryption_keys(cli, &file.storage)?;
         Ok(Config {
             data_dir,
@@ -239,24 +264,28 @@ impl Config {
             cache_bytes: mb(file.storage.cache_mb, "storage.cache_mb", 32)?,
             queue_memory_bytes: mb(file.storage.queue_memory_mb, "storage.queue_memory_mb", 8)?,
             watermarks,
+            tls,
             encryption,
             amqp: door(
-                "amqp listen address",
-                cli.amqp_listen.as_deref(),
+                ["amqp listen address", "amqps listen address"],
+                [cli.amqp_listen.as_deref(), cli.amqps_listen.as_deref()],
                 file.amqp,
-                5672,
+                [5672, 5671],
+                on,
             )?,
             mqtt: door(
-                "mqtt listen address",
-                cli.mqtt_listen.as_deref(),
+                ["mqtt listen address", "mqtts listen address"],
+                [cli.mqtt_listen.as_deref(), cli.mqtts_listen.as_deref()],
                 file.mqtt,
-                1883,
+                [1883, 8883],
+                on,
             )?,
             http: door(
-                "http listen address",
-                cli.http_listen.as_deref(),
+                ["http listen address", "https listen address"],
+                [cli.http_listen.as_deref(), cli.https_listen.as_deref()],
                 file.http,
-                8080,
+                [8080, 8443],
+                on,
             )?,
         })
     }
@@ -286,25 +315,140 @@ fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// A door's listeners (flag or `GATEWAY_*`, else the file, else both
-/// loopbacks on `usual_port`) and settings.
+/// A door's plain and TLS listeners (each: flag or `GATEWAY_*`, else the
+/// file, else both loopbacks on the usual port) and settings. The TLS ones
+/// exist only with `[tls]` (`tls_on`); asking for them without is an error.
 fn door(
-    key: &'static str,
-    flag: Option<&str>,
+    [key, tls_key]: [&'static str; 2],
+    [flag, tls_flag]: [Option<&str>; 2],
     file: DoorFile,
-    usual_port: u16,
+    [usual_port, usual_tls_port]: [u16; 2],
+    tls_on: bool,
 ) -> Result<DoorConfig, ConfigError> {
-    let listen = match flag
-        .map(|f| ListenSetting::One(f.to_owned()))
-        .or(file.listen)
-    {
+    let setting = |flag: Option<&str>, file: Option<ListenSetting>| {
+        flag.map(|f| ListenSetting::One(f.to_owned())).or(file)
+    };
+    let listen = match setting(flag, file.listen) {
         Some(setting) => listeners::parse(key, &setting, usual_port)?,
         None => listeners::default_addresses(usual_port),
     };
+    let tls_listen = match setting(tls_flag, file.tls_listen) {
+        Some(setting) => {
+            let addrs = listeners::parse(tls_key, &setting, usual_tls_port)?;
+            if !tls_on && let Some(first) = addrs.first() {
+                return Err(invalid(
+                    tls_key,
+                    &first.addr.to_string(),
+                    "a TLS listener needs [tls] cert and key (or --tls-cert and --tls-key)",
+                ));
+            }
+            addrs
+        }
+        None if tls_on => listeners::default_addresses(usual_tls_port),
+        None => Vec::new(),
+    };
     Ok(DoorConfig {
         listen,
+        tls_listen,
         settings: file.settings,
     })
+}
+
+/// `[tls]` with its flags: None unless a certificate and key are given.
+/// The files are read at start-up (`Tls::load`), not here, so
+/// `--check-config` works where they are not readable.
+fn tls(cli: &Cli, file: &TlsFile) -> Result<Option<TlsSettings>, ConfigError> {
+    let cert = cli.tls_cert.clone().or_else(|| file.cert.clone());
+    let key = cli.tls_key.clone().or_else(|| file.key.clone());
+    let client_ca = cli.tls_client_ca.clone().or_else(|| file.client_ca.clone());
+    let require_client_cert = cli
+        .tls_require_client_cert
+        .or(file.require_client_cert)
+        .unwrap_or(false);
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if let Some(ca) = client_ca {
+                return Err(invalid(
+                    "tls.client_ca",
+                    &ca.display().to_string(),
+                    "client certificates need TLS: set tls.cert and tls.key too",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(cert), None) => {
+            return Err(invalid(
+                "tls.cert",
+                &cert.display().to_string(),
+                "set tls.key too (the certificate's private key)",
+            ));
+        }
+        (None, Some(key)) => {
+            return Err(invalid(
+                "tls.key",
+                &key.display().to_string(),
+                "set tls.cert too (the key's certificate)",
+            ));
+        }
+    };
+    if require_client_cert && client_ca.is_none() {
+        return Err(invalid(
+            "tls.require_client_cert",
+            "true",
+            "needs tls.client_ca (the CA client certificates are verified against)",
+        ));
+    }
+    let min_version = match cli
+        .tls_min_version
+        .as_deref()
+        .or(file.min_version.as_deref())
+    {
+        None | Some("1.2") => MinVersion::Tls12,
+        Some("1.3") => MinVersion::Tls13,
+        Some(other) => {
+            return Err(invalid(
+                "tls.min_version",
+                other,
+                "expected \"1.2\" or \"1.3\"",
+            ));
+        }
+    };
+    let identity_from = match cli
+        .tls_identity_from
+        .as_deref()
+        .or(file.identity_from.as_deref())
+    {
+        None | Some("cn") => IdentityFrom::Cn,
+        Some("san_dns") => IdentityFrom::SanDns,
+        Some("san_email") => IdentityFrom::SanEmail,
+        Some(other) => {
+            return Err(invalid(
+                "tls.identity_from",
+                other,
+                "expected \"cn\", \"san_dns\" or \"san_email\"",
+            ));
+        }
+    };
+    let timeout = cli
+        .tls_handshake_timeout
+        .or(file.handshake_timeout_secs)
+        .unwrap_or(10);
+    if !(1..=300).contains(&timeout) {
+        return Err(invalid(
+            "tls.handshake_timeout_secs",
+            &timeout.to_string(),
+            "expected 1 to 300 seconds",
+        ));
+    }
+    Ok(Some(TlsSettings {
+        client_ca,
+        require_client_cert,
+        min_version,
+        identity_from,
+        handshake_timeout: Duration::from_secs(timeout),
+        ..TlsSettings::new(cert, key)
+    }))
 }
 
 /// The disk and memory watermarks: flag or `GATEWAY_*`, else `[limits]`,
@@ -557,6 +701,74 @@ mod tests {
         let (_d, cli) = cli_with("[limits]\ndisk_free = \"1GiB\"\n");
         let e = Config::load(&cli).unwrap_err().to_string();
         assert!(e.contains("disk_free"), "{e}");
+    }
+
+    #[test]
+    fn tls_is_off_without_a_certificate_and_on_with_one() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert!(c.tls.is_none());
+        assert!(c.amqp.tls_listen.is_empty() && c.http.tls_listen.is_empty());
+        let (_d, mut cli) = cli_with(
+            "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\nrequire_client_cert = true\nmin_version = \"1.3\"\nidentity_from = \"san_email\"\nhandshake_timeout_secs = 3\n[mqtt]\ntls_listen = \"off\"\n",
+        );
+        let c = Config::load(&cli).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.require_client_cert);
+        assert_eq!(tls.min_version, MinVersion::Tls13);
+        assert_eq!(tls.identity_from, IdentityFrom::SanEmail);
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.amqp.tls_listen, listeners::default_addresses(5671));
+        assert!(c.mqtt.tls_listen.is_empty());
+        assert_eq!(c.http.tls_listen, listeners::default_addresses(8443));
+        // Flags (and so GATEWAY_* variables) win over the file.
+        cli.https_listen = Some("127.0.0.1:0".into());
+        cli.tls_min_version = Some("1.2".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.http.tls_listen, addrs(&["127.0.0.1:0"]));
+        assert_eq!(c.tls.unwrap().min_version, MinVersion::Tls12);
+    }
+
+    #[test]
+    fn tls_mistakes_are_named() {
+        for (file, named) in [
+            ("[tls]\ncert = \"s.pem\"\n", "tls.cert 's.pem'"),
+            ("[tls]\nkey = \"s.key\"\n", "tls.key 's.key'"),
+            ("[tls]\nclient_ca = \"ca.pem\"\n", "tls.client_ca"),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nrequire_client_cert = true\n",
+                "tls.require_client_cert",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nmin_version = \"1.1\"\n",
+                "tls.min_version '1.1'",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nidentity_from = \"uid\"\n",
+                "tls.identity_from 'uid'",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nhandshake_timeout_secs = 0\n",
+                "tls.handshake_timeout_secs",
+            ),
+            (
+                "[amqp]\ntls_listen = \"127.0.0.1:5671\"\n",
+                "amqps listen address",
+            ),
+        ] {
+            let (_d, cli) = cli_with(file);
+            let e = Config::load(&cli).unwrap_err().to_string();
+            assert!(e.contains(named), "{file}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let (_d, cli) = cli_with("[tls]\ncertificate = \"a\"\n");
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("certificate")
+        );
     }
 
     #[test]

@@ -29,6 +29,12 @@ fn help_documents_every_option() {
         "--log-format",
         "--sync",
         "--shutdown-grace",
+        "--amqps-listen",
+        "--mqtts-listen",
+        "--https-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -73,6 +79,49 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
         "{text}"
     );
     assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn an_unusable_tls_file_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nbroken\n").unwrap();
+    let missing = dir.path().join("no-such-cert.pem");
+    let (code, text) = run(&[
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--tls-cert",
+        missing.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--amqp-listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "off",
+        "--http-listen",
+        "off",
+        "--amqps-listen",
+        "127.0.0.1:0",
+        "--mqtts-listen",
+        "off",
+        "--https-listen",
+        "off",
+    ]);
+    assert_ne!(code, 0);
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(missing.to_str().unwrap()))
+        .collect();
+    assert_eq!(named.len(), 1, "{text}");
+    assert!(named[0].contains("cannot read"), "{text}");
+    assert!(!text.contains("listening on"), "{text}");
+    // Asking for a TLS listener without a certificate is a configuration error.
+    let (code, text) = run(&["--mqtts-listen", "127.0.0.1:0"]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("mqtts listen address") && text.lines().count() == 1,
+        "{text}"
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! default user a fresh gateway has.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,6 +54,16 @@ impl Suite {
             gateway,
             _dir: dir,
         }
+    }
+
+    /// The engine behind the doors.
+    pub fn engine(&self) -> &gw_core::Engine {
+        self.gateway.engine()
+    }
+
+    /// Every door's first address, the TLS ones included.
+    pub fn addresses(&self) -> gateway::Addresses {
+        self.gateway.addresses()
     }
 
     /// Stops the gateway: connections are asked to close, the store is flushed.
@@ -215,7 +227,8 @@ pub struct Mqtt5 {
 }
 
 impl Mqtt5 {
-    async fn connect(o: rumqttc::v5::MqttOptions) -> Mqtt5 {
+    /// Connects with `o` (any transport) and asserts the CONNACK is a success.
+    pub async fn connect(o: rumqttc::v5::MqttOptions) -> Mqtt5 {
         use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
         let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 100);
         let (tx, events) = mpsc::unbounded_channel();

@@ -37,6 +37,12 @@ impl Engine {
             .await
     }
 
+    /// A login by a verified client certificate: the user named by it, if it
+    /// exists (and `peer` may use it: loopback-only users stay on loopback).
+    pub fn authenticate_certificate(&self, user: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        self.inner.users.authenticate_certificate(user, peer)
+    }
+
     /// A user's principal without a password check (anonymous logins mapped to a user).
     pub fn principal(&self, user: &str) -> Result<Principal> {
         self.inner.users.principal(user)

@@ -70,17 +70,20 @@ pub async fn serve_connection<S: Stream>(
     server: Arc<Server>,
     over_limit: bool,
 ) {
+    // A verified client certificate (TLS) may log in with SASL EXTERNAL.
+    let identity = gw_listen::peer_identity(&stream);
     match gw_listen::into_tcp(stream) {
         Ok(tcp) => {
             let (read, write) = tcp.into_split();
             let socket = TcpSocket::new(write);
             let outbox = Arc::new(Outbox::new(Some(socket.direct())));
-            serve_split(read, socket, outbox, peer, server, over_limit).await;
+            serve_split(read, socket, outbox, peer, server, over_limit, identity).await;
         }
         Err(stream) => {
             let (read, write) = tokio::io::split(stream);
             let outbox = Arc::new(Outbox::new(None));
-            serve_split(read, StreamSocket(write), outbox, peer, server, over_limit).await;
+            let socket = StreamSocket(write);
+            serve_split(read, socket, outbox, peer, server, over_limit, identity).await;
         }
     }
 }
@@ -92,6 +95,7 @@ async fn serve_split<R: AsyncRead + Unpin + Send + 'static, W: Socket>(
     peer: SocketAddr,
     server: Arc<Server>,
     over_limit: bool,
+    identity: Option<gw_listen::PeerIdentity>,
 ) {
     let dead = CancellationToken::new();
     let mut writer = server
@@ -123,7 +127,7 @@ async fn serve_split<R: AsyncRead + Unpin + Send + 'static, W: Socket>(
     let mut io = FrameReader::new(read, FRAME_MIN_SIZE);
     let limit = Duration::from_secs(server.config.handshake_timeout_secs);
     let opened = tokio::select! {
-        r = tokio::time::timeout(limit, handshake(&mut io, &outbox, &server, peer, over_limit)) => match r {
+        r = tokio::time::timeout(limit, handshake(&mut io, &outbox, &server, peer, over_limit, identity.as_ref())) => match r {
             Ok(r) => r.ok(),
             Err(_) => {
                 tracing::info!(%peer, "AMQP handshake timed out");

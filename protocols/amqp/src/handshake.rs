@@ -13,6 +13,10 @@
 //! socket just closes); an unknown vhost or one the user may not use, a
 //! tune-ok outside the offered limits, or the connection limit give 530
 //! NOT_ALLOWED.
+//!
+//! SASL EXTERNAL (RabbitMQ's `rabbitmq_auth_mechanism_ssl`) is offered only
+//! on a TLS connection whose client showed a verified certificate: the user
+//! is the one the certificate names (`[tls] identity_from`), no password.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,6 +74,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     server: &Server,
     peer: SocketAddr,
     over_limit: bool,
+    identity: Option<&gw_listen::PeerIdentity>,
 ) -> Result<Opened, NotOpened> {
     let mut hs = Handshake { io, outbox, peer };
     match hs.io.protocol_header().await {
@@ -84,7 +89,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
             return Err(NotOpened);
         }
     }
-    hs.send(connection::AMQPMethod::Start(start()));
+    hs.send(connection::AMQPMethod::Start(start(identity.is_some())));
     let start_ok = match hs.expect("starting").await? {
         connection::AMQPMethod::StartOk(s) => s,
         _ => return Err(hs.refuse(unexpected("starting"), false).await),
@@ -92,19 +97,34 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     let caps = ClientCapabilities::from_client_properties(&start_ok.client_properties);
     let client_name = client_name(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_str();
-    let (user, password) = match credentials(mechanism, start_ok.response.as_bytes()) {
-        Ok(c) => c,
-        Err(e) => return Err(hs.refuse(e, false).await),
+    let (user, login) = match (mechanism, identity) {
+        (EXTERNAL, Some(identity)) => (
+            identity.user.clone(),
+            server
+                .engine
+                .authenticate_certificate(&identity.user, Some(peer.ip()))
+                .map(|principal| gw_core::Login {
+                    principal,
+                    expires_at: None,
+                }),
+        ),
+        _ => {
+            let (user, password) = match credentials(mechanism, start_ok.response.as_bytes()) {
+                Ok(c) => c,
+                Err(e) => return Err(hs.refuse(e, false).await),
+            };
+            // The password may be one of the user's tokens (RabbitMQ's OAuth 2 way).
+            let login = server
+                .engine
+                .login_async(&user, &password, Some(peer.ip()))
+                .await;
+            (user, login)
+        }
     };
-    // The password may be one of the user's tokens (RabbitMQ's OAuth 2 way).
-    let login = match server
-        .engine
-        .login_async(&user, &password, Some(peer.ip()))
-        .await
-    {
+    let login = match login {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(%peer, user, error = %e, "AMQP login refused");
+            tracing::warn!(%peer, user, mechanism, error = %e, "AMQP login refused");
             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
             if caps.authentication_failure_close {
                 let err = AmqpError::access_refused(format!(
@@ -278,6 +298,9 @@ fn negotiate(field: &str, min: u64, server: u64, client: u64) -> Result<(), Amqp
     Ok(())
 }
 
+/// The SASL mechanism of a verified client certificate.
+const EXTERNAL: &str = "EXTERNAL";
+
 /// User and password from a SASL response.
 fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, Vec<u8>), AmqpError> {
     let invalid = || AmqpError::new(code::SYNTAX_ERROR, format!("{mechanism} response invalid"));
@@ -356,7 +379,9 @@ const CAPABILITIES: [&str; 9] = [
 /// RabbitMQ's server properties (all long strings, plus the capabilities
 /// table). `product` names the gateway, not RabbitMQ: clients that branch on
 /// the product see what they talk to.
-fn start() -> connection::Start {
+/// `connection.start`; EXTERNAL is offered first when the client showed a
+/// verified certificate (clients that can use it pick it).
+fn start(certificate: bool) -> connection::Start {
     let mut caps = FieldTable::default();
     for cap in CAPABILITIES {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
@@ -383,7 +408,11 @@ fn start() -> connection::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: "PLAIN AMQPLAIN".into(),
+        mechanisms: if certificate {
+            "EXTERNAL PLAIN AMQPLAIN".into()
+        } else {
+            "PLAIN AMQPLAIN".into()
+        },
         locales: "en_US".into(),
     }
 }
@@ -428,7 +457,7 @@ mod tests {
 
     #[test]
     fn server_properties_have_rabbitmqs_shape() {
-        let props = start().server_properties;
+        let props = start(false).server_properties;
         for key in ["product", "version", "platform", "copyright", "information"] {
             match props.inner().get(key) {
                 Some(AMQPValue::LongString(s)) => assert!(!s.as_bytes().is_empty(), "{key}"),

@@ -146,6 +146,8 @@ async fn connection<S: Stream>(stream: S, peer: SocketAddr, app: Router, state: 
         },
         closer,
     );
+    // A verified client certificate (HTTPS) authenticates requests without Basic.
+    let identity = gw_listen::peer_identity(&stream);
     let ctx = Arc::new(ConnCtx {
         guard,
         closing: closing.clone(),
@@ -157,6 +159,9 @@ async fn connection<S: Stream>(stream: S, peer: SocketAddr, app: Router, state: 
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(Arc::clone(&ctx));
+            if let Some(identity) = &identity {
+                req.extensions_mut().insert(identity.clone());
+            }
             app.clone().oneshot(req)
         })
     };

@@ -46,6 +46,8 @@ pub struct WsStream {
     eof: bool,
     /// A frame was queued and not yet flushed.
     unflushed: bool,
+    /// The verified client certificate of the HTTPS connection it came on.
+    identity: Option<gw_listen::PeerIdentity>,
 }
 
 impl WsStream {
@@ -56,7 +58,14 @@ impl WsStream {
             read: Bytes::new(),
             eof: false,
             unflushed: false,
+            identity: None,
         }
+    }
+
+    /// The verified client certificate's identity of the HTTPS connection
+    /// the WebSocket came on: the MQTT door may log its client in with it.
+    pub fn identity(&self) -> Option<&gw_listen::PeerIdentity> {
+        self.identity.as_ref()
     }
 
     /// Best effort: tells the peer why we stop (a failure here changes nothing).
@@ -173,6 +182,7 @@ impl AsyncWrite for WsStream {
 pub async fn upgrade(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    identity: Option<Extension<gw_listen::PeerIdentity>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Some(handler) = state.inner().mqtt_websocket.clone() else {
@@ -209,7 +219,9 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             // Tracked, so the gateway's shutdown waits for the MQTT session.
             tracker.track_future(async move {
-                handler(WsStream::new(socket), peer).await;
+                let mut stream = WsStream::new(socket);
+                stream.identity = identity.map(|Extension(id)| id);
+                handler(stream, peer).await;
             })
         })
 }

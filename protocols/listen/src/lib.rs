@@ -12,7 +12,11 @@
 //!   task per connection on the gateway's `TaskTracker`, stop on shutdown);
 //! - `backoff.rs`: what an accept error costs (sleep, one rate-limited warning);
 //! - `spare.rs`: the descriptor kept in reserve so that, while the process
-//!   has none, waiting connections are closed at once, not left hanging.
+//!   has none, waiting connections are closed at once, not left hanging;
+//! - `tls.rs`: [`TlsDoor`] (any door served over TLS: the handshake inside
+//!   the connection's task and permit, bounded by a timeout), [`Tls`] (the
+//!   certificate files, loaded and reloaded) and [`peer_identity`] (the
+//!   verified client certificate's user, which the doors read).
 //!
 //! Why a crate of its own rather than a module of `gateway`: the doors'
 //! integration tests serve a door on a listener without the gateway (which
@@ -23,6 +27,7 @@ mod accept;
 mod backoff;
 mod permits;
 mod spare;
+mod tls;
 
 use std::any::Any;
 use std::future::Future;
@@ -33,6 +38,10 @@ use tokio::net::TcpStream;
 
 pub use accept::{Acceptor, serve_listener};
 pub use permits::{Admission, MAX_REFUSING, Permits, admit};
+pub use tls::{
+    Alpn, HandshakeCounts, Identified, IdentityFrom, MinVersion, PeerIdentity, Tls, TlsDoor,
+    TlsError, TlsSettings, TlsStream, is_tls, peer_identity,
+};
 
 /// A connection's byte stream: TCP today, TLS or a WebSocket too. A door is
 /// written against this, never against `TcpStream`, so a new transport is

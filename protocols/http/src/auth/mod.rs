@@ -92,7 +92,24 @@ pub async fn principal_of(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let engine = state.engine();
-    match credentials(req.headers())?.ok_or_else(no_credentials)? {
+    let Some(credentials) = credentials(req.headers())? else {
+        // No credentials on an HTTPS connection whose client showed a
+        // verified certificate: the certificate's user, without a password.
+        let Some(identity) = req.extensions().get::<gw_listen::PeerIdentity>().cloned() else {
+            return Err(no_credentials());
+        };
+        let p = engine
+            .authenticate_certificate(&identity.user, peer)
+            .map_err(|e| {
+                tracing::info!(user = identity.user, error = %e, "HTTPS client certificate login refused");
+                unauthorized(format!(
+                    "the client certificate's user '{}' is not known here",
+                    identity.user
+                ))
+            })?;
+        return Ok((p, req));
+    };
+    match credentials {
         Credentials::Token(token) => {
             let (p, _) = engine.validate_token(&token, peer).map_err(refused)?;
             Ok((p, req))

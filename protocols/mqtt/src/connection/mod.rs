@@ -66,6 +66,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     registry.watch_shutdown(&shutdown);
+    let identity = gw_listen::peer_identity(&stream);
     let conn_id = engine.next_connection_id();
     let signal = Arc::new(ConnSignal::default());
     let closer_signal = Arc::clone(&signal);
@@ -91,6 +92,7 @@ where
         signal: Arc::clone(&signal),
         shutdown,
         keep: Some(Keep { guard }),
+        identity,
     });
     let mut io = Io::new(stream);
     // An `async` block, not a method taking `mut self`: that would keep the

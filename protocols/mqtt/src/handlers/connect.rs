@@ -38,6 +38,8 @@ pub struct Handshake {
     pub shutdown: CancellationToken,
     /// Moves to the client once connected.
     pub keep: Option<Keep>,
+    /// The verified client certificate's identity (TLS), if one was shown.
+    pub identity: Option<gw_listen::PeerIdentity>,
 }
 
 /// A CONNECT of either version, in one shape.
@@ -237,9 +239,16 @@ async fn check(mut req: Request, hs: &Handshake) -> Result<Checked, Refused> {
 }
 
 /// The user name and password, or the anonymous user where allowed; a user
-/// name `tenant:user` selects a tenant (RabbitMQ's `vhost:user`).
+/// name `tenant:user` selects a tenant (RabbitMQ's `vhost:user`). A client
+/// with a verified certificate (TLS) that sends no password is the
+/// certificate's user (Mosquitto's `use_identity_as_username`).
 async fn login(req: &Request, hs: &Handshake) -> Result<(String, Principal), Refused> {
     let config = &hs.config;
+    if let Some(identity) = &hs.identity
+        && req.password.as_deref().is_none_or(str::is_empty)
+    {
+        return certificate_login(req, hs, &identity.user);
+    }
     match req.username.as_deref().filter(|u| !u.is_empty()) {
         Some(name) => {
             let (tenant, user) = match name.split_once(':') {
@@ -279,6 +288,37 @@ async fn login(req: &Request, hs: &Handshake) -> Result<(String, Principal), Ref
             Ok((config.default_tenant.clone(), principal))
         }
     }
+}
+
+/// The certificate's user; a user name, if sent, may only name that user
+/// (or `tenant:user` to pick a tenant).
+fn certificate_login(
+    req: &Request,
+    hs: &Handshake,
+    user: &str,
+) -> Result<(String, Principal), Refused> {
+    let tenant = match req.username.as_deref().filter(|u| !u.is_empty()) {
+        None => hs.config.default_tenant.clone(),
+        Some(name) if name == user => hs.config.default_tenant.clone(),
+        Some(name) => match name.split_once(':') {
+            Some((t, u)) if !t.is_empty() && u == user => t.to_owned(),
+            _ => {
+                return Err((
+                    code::BAD_USER_NAME_OR_PASSWORD,
+                    format!("user name '{name}' is not the client certificate's user '{user}'"),
+                ));
+            }
+        },
+    };
+    let checked = hs
+        .engine
+        .authenticate_certificate(user, Some(hs.peer.ip()))
+        .map_err(|e| (error::connack_v5(&e), e.to_string()))?;
+    let principal = hs
+        .registry
+        .principal(user, || Ok(checked))
+        .map_err(|e| (error::connack_v5(&e), e.to_string()))?;
+    Ok((tenant, principal))
 }
 
 /// Loopback, also as an IPv4-mapped IPv6 address (a dual-stack listener).
