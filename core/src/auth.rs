@@ -125,12 +125,19 @@ fn compile(pattern: &str) -> Result<Option<Regex>> {
 pub struct Principal {
     user: Arc<str>,
     tags: Arc<[String]>,
-    permissions: Arc<[CompiledPermission]>,
-    /// The user's topic permissions (every tenant), compiled per connection
-    /// by [`Principal::topic_rules`].
-    topic: Arc<[TopicPermission]>,
+    /// One allocation for both kinds of permission: a principal is held
+    /// by every connection (the MQTT door's per-connection state is bounded).
+    rights: Arc<Rights>,
     /// A token's project: the principal may use no other tenant.
     scope: Option<Arc<str>>,
+}
+
+/// What a principal may do.
+struct Rights {
+    permissions: Vec<CompiledPermission>,
+    /// The user's topic permissions (every tenant), compiled per connection
+    /// by [`Principal::topic_rules`].
+    topic: Vec<TopicPermission>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -159,8 +166,7 @@ impl Principal {
         Ok(Principal {
             user: rec.name.as_str().into(),
             tags: rec.tags.clone().into(),
-            permissions: permissions.into(),
-            topic: topic.into(),
+            rights: Arc::new(Rights { permissions, topic }),
             scope: None,
         })
     }
@@ -169,7 +175,7 @@ impl Principal {
     /// with `client_id` (MQTT's; "" elsewhere); `None` when it has none
     /// there, so every routing key is allowed.
     pub fn topic_rules(&self, tenant: &str, client_id: &str) -> Option<TopicRules> {
-        TopicRules::compile(&self.topic, &self.user, tenant, client_id)
+        TopicRules::compile(&self.rights.topic, &self.user, tenant, client_id)
     }
 
     /// The user name.
@@ -204,7 +210,7 @@ impl Principal {
 
     /// True when the user has any permission on the tenant (and it is in scope).
     pub fn may_use_tenant(&self, tenant: &str) -> bool {
-        self.in_scope(tenant) && self.permissions.iter().any(|p| p.tenant == tenant)
+        self.in_scope(tenant) && self.rights.permissions.iter().any(|p| p.tenant == tenant)
     }
 
     /// Checks one access to a named resource; the default exchange is checked
@@ -217,6 +223,7 @@ impl Principal {
         };
         let allowed = self.in_scope(tenant)
             && self
+                .rights
                 .permissions
                 .iter()
                 .filter(|p| p.tenant == tenant)
