@@ -70,7 +70,8 @@ pub use error::{Error, Result, StoreError};
 pub use extensions::{X_DELAY, X_GROUP_ID, X_TAGS};
 pub use group::{DeathReason, Delivery, DeliveryTag, MessageState};
 pub use identity::{
-    AccessKeyInfo, DEFAULT_TOKEN_TTL_MS, MAX_ACCESS_KEYS, TokenInfo, is_project_id, user_id,
+    AccessKeyInfo, DEFAULT_TOKEN_TTL_MS, MAX_ACCESS_KEYS, SIGNATURE_LEN, TokenInfo, is_project_id,
+    user_id,
 };
 pub use message::{HeaderValue, Headers, Message, MessageId, Properties, UnixMillis, now_millis};
 pub use names::{MAX_KEY_LEN, MAX_NAME_LEN, is_reserved};

@@ -27,6 +27,21 @@ pub struct Login {
 const MAX_DESCRIPTION: usize = 255;
 
 impl Engine {
+    /// A signature of `data` for `purpose` under this node's key: what a
+    /// door hands out (a DMS consumption handler) and must recognise
+    /// unchanged later. It survives restarts (the node key is stored) and is
+    /// [`crate::SIGNATURE_LEN`] bytes.
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> [u8; identity::SIGNATURE_LEN] {
+        self.inner.node_key.sign(purpose, data)
+    }
+
+    /// Whether `signature` is [`Engine::sign`]'s for `data` (constant time).
+    pub fn signature_matches(&self, purpose: &str, data: &[u8], signature: &[u8]) -> bool {
+        self.inner
+            .node_key
+            .signature_matches(purpose, data, signature)
+    }
+
     /// A tenant's project id.
     pub fn project_id(&self, tenant: &str) -> Option<String> {
         self.inner.projects.id_of(tenant)

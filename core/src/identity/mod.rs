@@ -20,6 +20,7 @@ mod tokens;
 pub use access_keys::{AccessKeyInfo, MAX_ACCESS_KEYS};
 pub(crate) use access_keys::{AccessKeyRecord, AccessKeys, new_pair};
 pub(crate) use node_key::NodeKey;
+pub use node_key::SIGNATURE_LEN;
 pub use projects::is_project_id;
 pub(crate) use projects::{ProjectRecord, Projects, new_project_id};
 pub use tokens::{DEFAULT_TOKEN_TTL_MS, TokenInfo};

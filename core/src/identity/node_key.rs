@@ -5,6 +5,10 @@
 //! sealed SK cannot be moved to another access key. Anyone who can read the
 //! data directory *and* `node.key` can recover the SKs: keep the key file
 //! with the data (a backup needs both) and away from other users.
+//!
+//! The same key also signs what the gateway hands out and must recognise
+//! unchanged later (DMS consumption handlers): an HMAC-SHA256 under a key
+//! derived from it for that one use, so the AEAD key and the MAC key differ.
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -12,12 +16,19 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 
 use crate::error::StoreError;
 
 /// The key file's name in the data directory.
 pub(crate) const FILE: &str = "node.key";
 const NONCE_LEN: usize = 12;
+/// Bytes of a signature: 128 bits, beyond guessing, short enough for a handler.
+pub const SIGNATURE_LEN: usize = 16;
+/// Separates the MAC key from every other use of the node key.
+const MAC_KEY_LABEL: &[u8] = b"gateway node mac key v1";
 
 /// The key that seals secrets at rest.
 #[derive(Clone)]
@@ -85,6 +96,35 @@ impl NodeKey {
         }
     }
 
+    /// A signature of `data` for `purpose` (a short fixed label: a handler
+    /// signature cannot pass for anything else's). Truncated HMAC-SHA256.
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> [u8; SIGNATURE_LEN] {
+        let mut mac = self.mac_key();
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; SIGNATURE_LEN];
+        out.copy_from_slice(&full[..SIGNATURE_LEN]);
+        out
+    }
+
+    /// Whether `signature` is [`NodeKey::sign`]'s for `data`, compared in
+    /// constant time.
+    pub fn signature_matches(&self, purpose: &str, data: &[u8], signature: &[u8]) -> bool {
+        signature.len() == SIGNATURE_LEN && bool::from(self.sign(purpose, data).ct_eq(signature))
+    }
+
+    fn mac_key(&self) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        derive.update(MAC_KEY_LABEL);
+        let key = derive.finalize().into_bytes();
+        <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
     /// `nonce ‖ ciphertext ‖ tag` of `plain`, bound to `owner`.
     pub fn seal(&self, plain: &[u8], owner: &str) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -138,6 +178,17 @@ mod tests {
         assert_eq!(k.open(&s, "AK1").unwrap(), b"secret");
         assert!(k.open(&s, "AK2").is_err());
         assert!(NodeKey::random().open(&s, "AK1").is_err());
+    }
+
+    #[test]
+    fn signatures_bind_key_purpose_and_data() {
+        let k = NodeKey::random();
+        let sig = k.sign("handler", b"data");
+        assert!(k.signature_matches("handler", b"data", &sig));
+        assert!(!k.signature_matches("handler", b"datA", &sig));
+        assert!(!k.signature_matches("other", b"data", &sig));
+        assert!(!k.signature_matches("handler", b"data", &sig[..15]));
+        assert!(!NodeKey::random().signature_matches("handler", b"data", &sig));
     }
 
     #[test]

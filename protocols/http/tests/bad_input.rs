@@ -340,3 +340,86 @@ async fn quotas_answer_429() {
     assert_eq!(quotas.json["quotas"]["resources"][1]["quota"], 2);
     gw.stop().await;
 }
+
+/// A consumer of one group rewrites its handler to name another group's
+/// delivery. Handlers are signed, so every alteration is refused, and a
+/// batch holding one forged handler acks nothing, not even its genuine entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_handlers_are_refused_and_ack_nothing() {
+    let gw = common::start().await;
+    let api = &gw.api;
+    let id = api.create_queue(T, json!({"name": "forge"})).await;
+    api.create_group(T, &id, "g").await;
+    let ack = format!("/v1.0/{T}/queues/{id}/groups/g/ack");
+    api.send_messages(T, &id, json!([{"body": "forge-me"}]))
+        .await
+        .expect(200);
+    let mine = api.consume(T, &id, "g", "time_wait=1").await;
+    let genuine = mine[0]["handler"].as_str().unwrap().to_owned();
+    let in_flight = |group: &str| {
+        let q = gw.engine.tenant("/").unwrap().queue("forge").unwrap();
+        q.stats()
+            .groups
+            .iter()
+            .find(|s| s.name == group)
+            .unwrap()
+            .in_flight
+    };
+    let before = in_flight("g");
+    assert!(before >= 1);
+    for forged in forgeries(&genuine) {
+        let r = api
+            .post(
+                &ack,
+                json!({"message": [
+                    {"handler": genuine, "status": "success"},
+                    {"handler": forged, "status": "fail"},
+                ]}),
+            )
+            .await;
+        r.expect(400);
+        assert!(
+            r.error_msg().contains("message[1].handler"),
+            "{}",
+            r.error_msg()
+        );
+    }
+    assert_eq!(in_flight("g"), before, "a refused batch acked something");
+    api.ack(T, &id, "g", &[(&genuine, "success")])
+        .await
+        .expect(200);
+    assert_eq!(in_flight("g"), before - 1);
+    gw.stop().await;
+}
+
+/// Handlers made from a genuine one: its group renamed, its sequence number
+/// moved on, a flag set, its signature cut or replaced.
+fn forgeries(genuine: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let raw = b64.decode(&genuine[2..]).unwrap();
+    let (fields, signature) = raw.split_at(raw.len() - 16);
+    let encode = |bytes: &[u8]| format!("{}{}", &genuine[..2], b64.encode(bytes));
+    let mut out = Vec::new();
+    // The sequence number (bytes 9..17) one further, signature kept.
+    let mut later = raw.clone();
+    later[16] = later[16].wrapping_add(1);
+    out.push(encode(&later));
+    // The dead-letter flag set.
+    let mut flagged = raw.clone();
+    flagged[0] ^= 1;
+    out.push(encode(&flagged));
+    // Another group name of the same length.
+    let mut regrouped = fields.to_vec();
+    if let Some(last) = regrouped.last_mut() {
+        *last ^= 0x01;
+    }
+    regrouped.extend_from_slice(signature);
+    out.push(encode(&regrouped));
+    // No signature, and a made-up one.
+    out.push(encode(fields));
+    let mut made_up = fields.to_vec();
+    made_up.extend_from_slice(&[0u8; 16]);
+    out.push(encode(&made_up));
+    out
+}

@@ -8,7 +8,7 @@
 use axum::extract::State;
 
 use crate::extract::Path;
-use gw_core::{Access, DEFAULT_GROUP, Queue};
+use gw_core::{Access, DEFAULT_GROUP, Engine, Queue};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -121,6 +121,7 @@ fn settle(target: &Queue, group: &str, entries: &[(AckStatus, Handler)]) -> ApiR
 
 /// Decodes the handlers, refusing ones that belong elsewhere.
 fn handlers(
+    engine: &Engine,
     req: &AckRequest,
     q: &Queue,
     group: &str,
@@ -134,7 +135,7 @@ fn handlers(
         .enumerate()
         .map(|(i, e)| {
             let field = format!("message[{i}].handler");
-            let h = Handler::decode(&e.handler)
+            let h = Handler::decode(&e.handler, engine)
                 .ok_or_else(|| ApiError::invalid(&field, "not a handler this gateway issued"))?;
             if h.queue != q.id() || h.group != group {
                 return Err(ApiError::invalid(
@@ -193,7 +194,7 @@ pub async fn ack(
     let q = resolve::queue(&state, &tenant, &queue)?;
     let group = resolve::group(&q, &group)?;
     resolve::check(&user, &tenant, Access::Read, q.name())?;
-    let entries = handlers(&req, &q, group, false)?;
+    let entries = handlers(state.engine(), &req, &q, group, false)?;
     Ok(axum::Json(settle(&q, group, &entries)?))
 }
 
@@ -229,7 +230,7 @@ pub async fn ack_dead_letters(
     let q = resolve::queue(&state, &tenant, &queue)?;
     let group = resolve::group(&q, &group)?;
     resolve::check(&user, &tenant, Access::Read, q.name())?;
-    let entries = handlers(&req, &q, group, true)?;
+    let entries = handlers(state.engine(), &req, &q, group, true)?;
     let dlq = dead_letters(&state, &tenant, &q, group)?;
     Ok(axum::Json(settle(&dlq, DEFAULT_GROUP, &entries)?))
 }

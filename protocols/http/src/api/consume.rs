@@ -17,7 +17,9 @@ use axum::extract::State;
 use crate::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use gw_core::{Access, DEFAULT_GROUP, DeadLetterTarget, Delivery, PullRequest, Queue, TagFilter};
+use gw_core::{
+    Access, DEFAULT_GROUP, DeadLetterTarget, Delivery, Engine, PullRequest, Queue, TagFilter,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -171,7 +173,13 @@ async fn poll(
 }
 
 /// Serializes deliveries as DMS's bare JSON array.
-fn answer(queue: &Queue, group: &str, dead_letter: bool, deliveries: &[Delivery]) -> Response {
+fn answer(
+    engine: &Engine,
+    queue: &Queue,
+    group: &str,
+    dead_letter: bool,
+    deliveries: &[Delivery],
+) -> Response {
     let items: Vec<ConsumedMessage<'_>> = deliveries
         .iter()
         .map(|d| {
@@ -194,7 +202,7 @@ fn answer(queue: &Queue, group: &str, dead_letter: bool, deliveries: &[Delivery]
                     dead_letter,
                     tag: d.tag,
                 }
-                .encode(),
+                .encode(engine),
                 message_id: m.id.to_string(),
             }
         })
@@ -270,7 +278,7 @@ pub async fn consume(
     resolve::check(&user, &tenant, Access::Read, q.name())?;
     q.check_owner(None)?;
     let got = poll(&state, Arc::clone(&q), group.clone(), pull, ctx.as_deref()).await?;
-    Ok(answer(&q, &group, false, &got))
+    Ok(answer(state.engine(), &q, &group, false, &got))
 }
 
 /// Consumes the group's dead letters (long poll).
@@ -309,5 +317,5 @@ pub async fn consume_dead_letters(
     resolve::check(&user, &tenant, Access::Read, q.name())?;
     let dlq = dead_letters(&state, &tenant, &q, &group)?;
     let got = poll(&state, dlq, DEFAULT_GROUP.to_owned(), pull, ctx.as_deref()).await?;
-    Ok(answer(&q, &group, true, &got))
+    Ok(answer(state.engine(), &q, &group, true, &got))
 }
