@@ -1,5 +1,5 @@
-//! Looking at a queue without changing it: counters, and finding a message
-//! by id with its state in every group (message tracking).
+//! Looking at a queue without changing it: counters, finding a message by
+//! id with its state in every group (message tracking), and browsing (peek).
 
 use std::sync::Arc;
 
@@ -105,6 +105,66 @@ impl Queue {
             message,
             groups,
         })
+    }
+
+    /// Browses up to `max` retained messages from sequence number `from` on
+    /// (at most about `max_bytes` of bodies), each with its state in every
+    /// group. Changes nothing: no lease, no delivery count, no cursor, so a
+    /// peek is invisible to consumers (unlike RabbitMQ's get with requeue,
+    /// which marks the message redelivered).
+    pub fn browse(&self, from: u64, max: usize, max_bytes: u64) -> Vec<MessageTrace> {
+        let (head, window_start, next) = {
+            let st = self.state.lock();
+            (st.log.head, st.log.window_start(), st.log.next_seq)
+        };
+        let mut found: Vec<(u64, Arc<Message>)> = Vec::new();
+        let mut bytes = 0u64;
+        let full = |found: &Vec<_>, bytes: u64| found.len() >= max || bytes >= max_bytes;
+        // Behind the memory window the backend has the messages.
+        let mut seq = from.max(head);
+        while seq < window_start && !full(&found, bytes) {
+            let Ok(read) =
+                self.store()
+                    .backend()
+                    .read_log(self.id, seq, max - found.len(), max_bytes - bytes)
+            else {
+                break;
+            };
+            let Some(last) = read.last().map(|(s, _)| *s) else {
+                break;
+            };
+            for (s, m) in read {
+                if s >= window_start || full(&found, bytes) {
+                    break;
+                }
+                if let Some(m) = m {
+                    bytes += m.body.len() as u64;
+                    found.push((s, m));
+                }
+            }
+            seq = last + 1;
+        }
+        let st = self.state.lock();
+        let mut seq = seq.max(window_start).max(st.log.head);
+        while seq < next.min(st.log.next_seq) && !full(&found, bytes) {
+            if let Some(e) = st.log.in_memory(seq) {
+                bytes += e.msg.body.len() as u64;
+                found.push((seq, Arc::clone(&e.msg)));
+            }
+            seq += 1;
+        }
+        found
+            .into_iter()
+            .map(|(seq, message)| MessageTrace {
+                groups: st
+                    .groups
+                    .iter()
+                    .map(|g| (g.name.clone(), g.status_of(seq, &message.tags)))
+                    .collect(),
+                seq,
+                message,
+            })
+            .collect()
     }
 
     /// The sequence numbers `[head, next)` the queue retains.

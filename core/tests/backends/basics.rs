@@ -741,3 +741,46 @@ pub async fn message_tracking_tells_each_groups_state(b: Backend) {
     assert!(e.trace_message("/", "tracked", 999_999).unwrap().is_none());
     e.close();
 }
+
+pub async fn browsing_shows_state_and_changes_nothing(b: Backend) {
+    let e = b.open();
+    let t = e.tenant("/").unwrap();
+    let (q, _) = t
+        .declare_queue("browsed", spec(QueueSettings::default()))
+        .unwrap();
+    for i in 0..5 {
+        t.publish(msg("browsed", &format!("m{i}"))).unwrap();
+    }
+    let req = PullRequest {
+        max: 1,
+        ..Default::default()
+    };
+    let first = q.pull(DEFAULT_GROUP, &req).unwrap();
+    let state = |trace: &gw_core::MessageTrace| trace.groups[0].1;
+    let all = q.browse(0, 100, u64::MAX);
+    assert_eq!(all.len(), 5);
+    assert_eq!(
+        state(&all[0]),
+        gw_core::MessageState::InFlight { delivery_count: 1 }
+    );
+    assert_eq!(
+        state(&all[1]),
+        gw_core::MessageState::Ready { delivery_count: 0 }
+    );
+    assert_eq!(&all[4].message.body[..], b"m4");
+    // Browsing again, and by position and count, sees the same.
+    let page = q.browse(all[2].seq, 2, u64::MAX);
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![all[2].seq, all[3].seq]
+    );
+    assert_eq!(q.browse(0, 100, 1).len(), 1, "the byte bound stops it");
+    // Consumers see the browsed messages as never delivered.
+    let next = q.pull(DEFAULT_GROUP, &req).unwrap();
+    assert_eq!(body(&next[0]), "m1");
+    assert_eq!(next[0].delivery_count(), 1);
+    assert!(!next[0].redelivered);
+    q.ack(DEFAULT_GROUP, first[0].tag).unwrap();
+    assert_eq!(q.message_count(), 3);
+    e.close();
+}

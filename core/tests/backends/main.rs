@@ -36,6 +36,7 @@ macro_rules! suite {
                 basics::many_groups_and_a_priority_queue,
                 basics::per_group_dead_letters_and_lease_timeouts,
                 basics::message_tracking_tells_each_groups_state,
+                basics::browsing_shows_state_and_changes_nothing,
                 limits::reject_publish_refuses_and_max_bytes_counts_bodies,
                 limits::dead_letter_head_moves_the_oldest_out,
                 limits::limits_hold_for_each_group_of_a_queue,
