@@ -32,7 +32,11 @@ const MAC_KEY_LABEL: &[u8] = b"gateway node mac key v1";
 
 /// The key that seals secrets at rest.
 #[derive(Clone)]
-pub(crate) struct NodeKey(Key);
+pub(crate) struct NodeKey {
+    key: Key,
+    /// HMAC keyed once with the derived MAC key; each signature clones it.
+    mac: Hmac<Sha256>,
+}
 
 impl std::fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +53,7 @@ impl NodeKey {
     pub fn random() -> Self {
         let mut b = [0u8; 32];
         rand::fill(&mut b);
-        NodeKey(b.into())
+        Self::from_bytes(b)
     }
 
     /// Reads `dir/node.key`, creating it (mode 0600) on first start. A key
@@ -75,7 +79,7 @@ impl NodeKey {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                         .map_err(io(format!("narrowing {}", path.display())))?;
                 }
-                Ok(NodeKey(key.into()))
+                Ok(Self::from_bytes(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::random();
@@ -85,7 +89,7 @@ impl NodeKey {
                     .mode(0o600)
                     .open(&path)
                     .map_err(io(format!("creating {}", path.display())))?;
-                f.write_all(key.0.as_slice())
+                f.write_all(key.key.as_slice())
                     .and_then(|()| f.sync_all())
                     .map_err(io(format!("writing {}", path.display())))?;
                 crate::store::fjall::dir_sync::sync_dir(dir)
@@ -99,7 +103,7 @@ impl NodeKey {
     /// A signature of `data` for `purpose` (a short fixed label: a handler
     /// signature cannot pass for anything else's). Truncated HMAC-SHA256.
     pub fn sign(&self, purpose: &str, data: &[u8]) -> [u8; SIGNATURE_LEN] {
-        let mut mac = self.mac_key();
+        let mut mac = self.mac.clone();
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(data);
@@ -115,21 +119,24 @@ impl NodeKey {
         signature.len() == SIGNATURE_LEN && bool::from(self.sign(purpose, data).ct_eq(signature))
     }
 
-    fn mac_key(&self) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_slice())
+    fn from_bytes(bytes: [u8; 32]) -> Self {
+        // HMAC accepts keys of any length, so neither call can fail.
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         derive.update(MAC_KEY_LABEL);
-        let key = derive.finalize().into_bytes();
-        <Hmac<Sha256> as Mac>::new_from_slice(&key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        NodeKey {
+            key: bytes.into(),
+            mac,
+        }
     }
 
     /// `nonce ‖ ciphertext ‖ tag` of `plain`, bound to `owner`.
     pub fn seal(&self, plain: &[u8], owner: &str) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
-        let cipher = ChaCha20Poly1305::new(&self.0);
+        let cipher = ChaCha20Poly1305::new(&self.key);
         let payload = Payload {
             msg: plain,
             aad: owner.as_bytes(),
@@ -154,7 +161,7 @@ impl NodeKey {
             return Err(corrupt("too short"));
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        ChaCha20Poly1305::new(&self.0)
+        ChaCha20Poly1305::new(&self.key)
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
